@@ -1,0 +1,67 @@
+/*
+ * map - lookup tables behind one small interface, as Postfix's "type:name".
+ *
+ *   hash:/path     Berkeley DB hash file /path.db, compiled by map_compile()
+ *   btree:/path    Berkeley DB btree file /path.db
+ *   texthash:/path the text file itself, read into memory
+ *   static:VALUE   every key gives VALUE
+ *   inline:{ key=value, { key = value with, commas } }
+ *
+ * Keys are case-insensitive: they are folded to lower case when compiled and
+ * when looked up, as Postfix does. File-backed maps notice when their file is
+ * replaced (postctl map renames a new file into place) and reopen it at the
+ * next lookup; where the new file cannot be reached (the daemon is chrooted
+ * away from it), map_changed() says so and the daemon retires so that master
+ * starts a fresh one. Each type lives in its own file (map_bdb.c,
+ * map_texthash.c, map_static.c, map_inline.c) behind struct map_type.
+ */
+#ifndef POSTERN_MAP_H
+#define POSTERN_MAP_H
+
+#include <stdbool.h>
+#include "strbuf.h"
+
+enum map_status {
+    MAP_FOUND = 0,
+    MAP_NOTFOUND = 1,
+    MAP_TEMPFAIL = -1,                  /* try again later: 4xx/defer, never 5xx/bounce */
+};
+
+struct map;
+
+/* map_open - "type:name"; NULL with a message in err (unknown type, missing file, ...) */
+struct map *map_open(const char *spec, struct strbuf *err);
+/* map_lookup - value into *value on MAP_FOUND; on MAP_TEMPFAIL a reason in *value */
+enum map_status map_lookup(struct map *map, const char *key, struct strbuf *value);
+/* map_changed - the file behind the map was replaced and could not be reopened */
+bool map_changed(struct map *map);
+const char *map_spec(const struct map *map);
+void map_close(struct map *map);
+
+/* A list as main.cf writes it: "hash:/a, hash:/b" (commas and/or spaces). First match wins. */
+struct maplist;
+struct maplist *maplist_open(const char *value, struct strbuf *err);   /* "" gives an empty list */
+enum map_status maplist_lookup(struct maplist *list, const char *key, struct strbuf *value);
+bool maplist_changed(struct maplist *list);
+bool maplist_empty(const struct maplist *list);
+void maplist_close(struct maplist *list);
+
+/*
+ * map_compile - like postmap: read the text file NAME of spec "hash:NAME" or
+ * "btree:NAME" and atomically replace NAME.db (temporary file, fsync, rename),
+ * with the source file's owner and mode. Duplicate keys keep the first entry
+ * and are reported in warnings as "NAME:LINE: ..."; -1 with err on failure.
+ */
+int map_compile(const char *spec, struct strbuf *warnings, struct strbuf *err);
+
+/* The interface each map type implements (one file per type). */
+struct map_type {
+    const char *name;                   /* "hash", "btree", ... */
+    void   *(*open)(const char *name, struct strbuf *err);
+    enum map_status (*lookup)(void *handle, const char *key, struct strbuf *value);
+    bool    (*changed)(void *handle);   /* may reopen in place; true only if it could not */
+    void    (*close)(void *handle);
+    int     (*compile)(const char *name, struct strbuf *warnings, struct strbuf *err); /* NULL: not compilable */
+};
+
+#endif
