@@ -1,0 +1,233 @@
+/*
+ * postctl_check - "postctl check": is this instance sound?
+ *
+ * Loads main.cf and master.cf (errors with file:line), then looks at what
+ * they name: the daemons in daemon_directory, the system users, every
+ * directory of the instance layout with its owner and mode, the tables
+ * (compiled, not older than their source) and the TLS files. Each problem is
+ * one line with the fix; the exit status is 1 when any error was found.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "master_cf.h"
+#include "privsep.h"
+#include "strbuf.h"
+
+#include "postctl.h"
+#include "postctl_init.h"
+
+struct check {
+    int     errors;
+    int     warnings;
+};
+
+static void check_error(struct check *chk, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void check_warning(struct check *chk, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* check_error / check_warning - one finding per line */
+static void check_error(struct check *chk, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fputs("postctl check: error: ", stdout);
+    vprintf(fmt, ap);
+    putchar('\n');
+    va_end(ap);
+    chk->errors++;
+}
+
+static void check_warning(struct check *chk, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fputs("postctl check: warning: ", stdout);
+    vprintf(fmt, ap);
+    putchar('\n');
+    va_end(ap);
+    chk->warnings++;
+}
+
+/* check_config_warnings - what config_load noticed (unknown names, ...) */
+static void check_config_warnings(struct check *chk, struct config *cfg)
+{
+    const char *w = config_warnings(cfg);
+
+    while (w && *w) {
+        const char *nl = strchr(w, '\n');
+        int     len = nl ? (int) (nl - w) : (int) strlen(w);
+
+        if (len > 0)
+            check_warning(chk, "%.*s", len, w);
+        w += len + (nl ? 1 : 0);
+    }
+}
+
+/* check_daemons - every master.cf command can be run */
+static void check_daemons(struct check *chk, struct config *cfg, const struct master_cf *mcf)
+{
+    struct strbuf path = STRBUF_INIT;
+
+    for (size_t i = 0; i < mcf->count; i++) {
+        sb_reset(&path);
+        sb_printf(&path, "%s/%s", config_str(cfg, "daemon_directory"), mcf->services[i].command);
+        if (access(path.data, X_OK) < 0)
+            check_error(chk, "%s:%d: service %s: cannot run %s: %s; fix: correct daemon_directory "
+                        "in main.cf or the command name", mcf->path, mcf->services[i].line,
+                        mcf->services[i].name, path.data, strerror(errno));
+    }
+    sb_free(&path);
+}
+
+/* check_users - the accounts the daemons run as exist */
+static void check_users(struct check *chk, struct config *cfg)
+{
+    static const char *const params[] = {"mail_owner", "auth_owner", "vmail_owner"};
+    struct strbuf err = STRBUF_INIT;
+
+    for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+        uid_t   uid;
+        gid_t   gid;
+
+        sb_reset(&err);
+        if (privsep_lookup_user(config_str(cfg, params[i]), &uid, &gid, &err) < 0)
+            check_error(chk, "%s = %s: %s; fix: create the user or run postctl init as root",
+                        params[i], config_str(cfg, params[i]), sb_str(&err));
+        else if (uid == 0 && privsep_is_root())
+            check_error(chk, "%s = %s is root; fix: use an unprivileged system user", params[i],
+                        config_str(cfg, params[i]));
+    }
+    sb_free(&err);
+}
+
+/* check_directories - each directory exists with its owner and mode */
+static void check_directories(struct check *chk, struct config *cfg)
+{
+    struct strbuf path = STRBUF_INIT;
+    struct strbuf err = STRBUF_INIT;
+
+    for (size_t i = 0; i < instance_dir_count; i++) {
+        const struct layout_dir *d = &instance_dirs[i];
+        struct stat st;
+        uid_t   uid;
+        gid_t   gid;
+
+        sb_set(&path, config_str(cfg, d->dir_param));
+        if (d->subdir)
+            sb_printf(&path, "/%s", d->subdir);
+        if (stat(path.data, &st) < 0) {
+            check_error(chk, "%s (%s): %s; fix: postctl init --force, or mkdir it", path.data,
+                        d->dir_param, strerror(errno));
+            continue;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            check_error(chk, "%s (%s) is not a directory", path.data, d->dir_param);
+            continue;
+        }
+        sb_reset(&err);
+        if (layout_owner_ids(cfg, d->owner, &uid, &gid, &err) < 0)
+            continue;                   /* reported by check_users */
+        if (st.st_uid != uid)
+            check_error(chk, "%s: owner uid %u, expected %u; fix: chown %u:%u %s", path.data,
+                        (unsigned) st.st_uid, (unsigned) uid, (unsigned) uid, (unsigned) gid, path.data);
+        if ((st.st_mode & 07777) != d->mode)
+            check_error(chk, "%s: mode %04o, expected %04o; fix: chmod %04o %s", path.data,
+                        (unsigned) (st.st_mode & 07777), (unsigned) d->mode, (unsigned) d->mode, path.data);
+    }
+    sb_free(&path);
+    sb_free(&err);
+}
+
+/* check_tables - each file-based table is compiled and up to date */
+static void check_tables(struct check *chk, struct config *cfg)
+{
+    struct strbuf db = STRBUF_INIT;
+
+    for (size_t i = 0; i < instance_table_count; i++) {
+        const char *spec = config_str(cfg, instance_tables[i]);
+        const char *colon = strchr(spec, ':');
+        struct stat src, compiled;
+
+        if (strncmp(spec, "hash:", 5) != 0 && strncmp(spec, "btree:", 6) != 0)
+            continue;
+        sb_reset(&db);
+        sb_printf(&db, "%s.db", colon + 1);
+        if (stat(db.data, &compiled) < 0)
+            check_error(chk, "%s = %s: %s: %s; fix: postctl map %s", instance_tables[i], spec,
+                        db.data, strerror(errno), colon + 1);
+        else if (stat(colon + 1, &src) == 0 && src.st_mtime > compiled.st_mtime)
+            check_warning(chk, "%s is older than its source %s; fix: postctl map %s", db.data,
+                          colon + 1, colon + 1);
+    }
+    sb_free(&db);
+}
+
+/* check_tls - the certificate is there and the key is private */
+static void check_tls(struct check *chk, struct config *cfg)
+{
+    const char *cert = config_str(cfg, "smtpd_tls_cert_file");
+    const char *key = config_str(cfg, "smtpd_tls_key_file");
+    struct stat st;
+
+    if (*cert && access(cert, R_OK) < 0)
+        check_error(chk, "smtpd_tls_cert_file = %s: %s", cert, strerror(errno));
+    if (*key == '\0')
+        return;
+    if (stat(key, &st) < 0)
+        check_error(chk, "smtpd_tls_key_file = %s: %s", key, strerror(errno));
+    else if (st.st_mode & 077)
+        check_error(chk, "%s: private key readable by others (mode %04o); fix: chmod 600 %s",
+                    key, (unsigned) (st.st_mode & 07777), key);
+}
+
+int cmd_check(struct postctl *ctl, int argc, char **argv)
+{
+    struct check chk = {0, 0};
+    struct strbuf err = STRBUF_INIT;
+    struct strbuf path = STRBUF_INIT;
+    struct master_cf mcf;
+    struct config *cfg;
+
+    if (postctl_wants_help(argc, argv)) {
+        printf("usage: postctl check\n  validate main.cf, master.cf, users, directories, tables and TLS files\n");
+        return POSTCTL_OK;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "usage: postctl check\n");
+        return POSTCTL_USAGE;
+    }
+    if ((cfg = config_load(ctl->config_dir, &err)) == NULL) {
+        check_error(&chk, "%s", sb_str(&err));
+        sb_free(&err);
+        return POSTCTL_FAILED;
+    }
+    check_config_warnings(&chk, cfg);
+    sb_printf(&path, "%s/master.cf", ctl->config_dir);
+    if (master_cf_load(path.data, cfg, &mcf, &err) < 0) {
+        check_error(&chk, "%s", sb_str(&err));
+    } else {
+        check_daemons(&chk, cfg, &mcf);
+        master_cf_free(&mcf);
+    }
+    check_users(&chk, cfg);
+    check_directories(&chk, cfg);
+    check_tables(&chk, cfg);
+    check_tls(&chk, cfg);
+    if (!privsep_is_root())
+        check_warning(&chk, "not run as root: owners are checked against the current user (unprivileged mode)");
+    if (chk.errors)
+        printf("postctl check: %d error(s), %d warning(s)\n", chk.errors, chk.warnings);
+    else
+        printf("postctl check: configuration OK (%d warning(s))\n", chk.warnings);
+    config_free(cfg);
+    sb_free(&err);
+    sb_free(&path);
+    return chk.errors ? POSTCTL_FAILED : POSTCTL_OK;
+}
