@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# deps.sh - install the Debian packages Postern needs to build and test, if any are missing.
+# As root it runs apt-get; as an ordinary user it uses sudo when it can, else says what to install.
+set -euo pipefail
+packages=(build-essential cmake pkg-config libssl-dev libdb-dev libcap-dev libevent-dev
+          libcmocka-dev libpq-dev openssl swaks)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps.sh: installing ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}"
+elif sudo -n true 2>/dev/null; then
+    sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+else
+    echo "deps.sh: missing packages; as root run: apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
