@@ -122,7 +122,7 @@ char *sb_detach(struct strbuf *sb)
     char   *p;
 
     if (sb->data == NULL)
-        sb_reserve(sb, 0);
+        sb_truncate(sb, 0);             /* an empty string, not an unterminated buffer */
     p = sb->data;
     sb_init(sb);
     return p;

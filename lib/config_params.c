@@ -1,0 +1,270 @@
+/*
+ * config_params - every parameter Postern knows, and the parsers for typed values.
+ *
+ * Interface (config_params.h, config.h):
+ *   config_params[], config_params_count   name, type, default, minimum
+ *   config_type_name(), config_type_hint()  words for error messages
+ *   config_name_valid()                     parameter name syntax
+ *   config_parse_time/size/bool()           "5m", "10M", "yes" and friends
+ *
+ * Defaults are main.cf text and are expanded like it, so "$myhostname" in a
+ * default follows what main.cf sets. myhostname and mydomain are computed from
+ * the host name when main.cf does not set them (see config.c).
+ *
+ * To add a parameter, add a line to the table; the order does not matter
+ * (config.c sorts), but keep it grouped by subsystem for readers.
+ */
+#include <ctype.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <strings.h>
+
+#include "config.h"
+#include "config_params.h"
+
+#define STR(n, d)       { n, CONFIG_STR, d, 0, CONFIG_DEF_TEXT }
+#define INT(n, d, m)    { n, CONFIG_INT, d, m, CONFIG_DEF_TEXT }
+#define BOOL(n, d)      { n, CONFIG_BOOL, d, 0, CONFIG_DEF_TEXT }
+#define TIME(n, d, m)   { n, CONFIG_TIME, d, m, CONFIG_DEF_TEXT }
+#define SIZE(n, d, m)   { n, CONFIG_SIZE, d, m, CONFIG_DEF_TEXT }
+
+const struct config_param config_params[] = {
+    /* Where things live and who owns them. */
+    STR("config_directory", "/etc/postern"),
+    STR("queue_directory", "/var/spool/postern"),
+    STR("data_directory", "/var/lib/postern"),
+    STR("daemon_directory", "/usr/lib/postern"),
+    STR("virtual_mailbox_base", "/var/mail/vhosts"),
+    STR("auth_directory", "$data_directory/auth"),
+    STR("mail_owner", "postern"),
+    STR("auth_owner", "postern-auth"),
+    STR("vmail_owner", "vmail"),
+
+    /* Logging. */
+    STR("syslog_name", "postern"),
+    STR("syslog_facility", "mail"),
+    STR("maillog_file", ""),
+
+    /* Identity and networks. */
+    { "myhostname", CONFIG_STR, "", 0, CONFIG_DEF_HOSTNAME },
+    { "mydomain", CONFIG_STR, "", 0, CONFIG_DEF_DOMAIN },
+    STR("myorigin", "$myhostname"),
+    STR("mydestination", "$myhostname, localhost.$mydomain, localhost"),
+    STR("mynetworks", "127.0.0.0/8 [::1]/128"),
+    STR("inet_interfaces", "all"),
+    STR("inet_protocols", "all"),
+    STR("mail_name", "Postern"),
+
+    /* master. */
+    INT("default_process_limit", "1", 1),
+    TIME("service_throttle_time", "60s", 1),
+    TIME("graceful_stop_timeout", "10s", 0),
+
+    /* smtpd. */
+    STR("smtpd_banner", "$myhostname ESMTP $mail_name"),
+    SIZE("message_size_limit", "10240000", 0),
+    INT("line_length_limit", "2048", 1),
+    TIME("smtpd_timeout", "300s", 1),
+    INT("smtpd_recipient_limit", "1000", 1),
+    BOOL("smtpd_helo_required", "no"),
+    BOOL("disable_vrfy_command", "yes"),
+    BOOL("smtpd_delay_reject", "yes"),
+    STR("smtpd_client_restrictions", ""),
+    STR("smtpd_helo_restrictions", ""),
+    STR("smtpd_sender_restrictions", ""),
+    STR("smtpd_relay_restrictions",
+        "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination"),
+    STR("smtpd_recipient_restrictions", ""),
+    STR("smtpd_data_restrictions", ""),
+    BOOL("smtpd_sasl_auth_enable", "no"),
+    STR("smtpd_sasl_type", "dovecot"),
+    STR("smtpd_sasl_path", "private/auth"),
+    STR("smtpd_tls_cert_file", ""),
+    STR("smtpd_tls_key_file", ""),
+    STR("smtpd_tls_security_level", ""),
+    BOOL("smtpd_tls_auth_only", "no"),
+    BOOL("smtpd_tls_wrappermode", "no"),
+
+    /* Address classes and routing. */
+    STR("virtual_mailbox_domains", ""),
+    STR("virtual_mailbox_maps", ""),
+    STR("virtual_alias_maps", ""),
+    STR("virtual_alias_domains", "$virtual_alias_maps"),
+    STR("relay_domains", ""),
+    STR("transport_maps", ""),
+    STR("default_transport", "smtp"),
+    STR("relay_transport", "smtp"),
+    STR("virtual_transport", "virtual"),
+    STR("default_database_type", "hash"),
+
+    /* Queue manager. */
+    TIME("queue_run_delay", "300s", 1),
+    TIME("minimal_backoff_time", "300s", 1),
+    TIME("maximal_backoff_time", "4000s", 1),
+    TIME("maximal_queue_lifetime", "5d", 0),
+    TIME("bounce_queue_lifetime", "5d", 0),
+};
+
+const size_t config_params_count = sizeof(config_params) / sizeof(config_params[0]);
+
+/* config_type_name - "string", "integer", ... for messages */
+const char *config_type_name(enum config_type type)
+{
+    switch (type) {
+    case CONFIG_STR:
+        return "string";
+    case CONFIG_INT:
+        return "integer";
+    case CONFIG_BOOL:
+        return "boolean";
+    case CONFIG_TIME:
+        return "time";
+    case CONFIG_SIZE:
+        return "size";
+    }
+    return "unknown";
+}
+
+/* config_type_hint - what a valid value looks like, for error suggestions */
+const char *config_type_hint(enum config_type type)
+{
+    switch (type) {
+    case CONFIG_STR:
+        return "any text";
+    case CONFIG_INT:
+        return "a whole number such as 100";
+    case CONFIG_BOOL:
+        return "yes or no";
+    case CONFIG_TIME:
+        return "a time such as 300s, 5m, 1h, 2d or 1w (no unit means seconds)";
+    case CONFIG_SIZE:
+        return "a size in bytes such as 10240000, 512k, 50M or 1G";
+    }
+    return "?";
+}
+
+/* config_name_valid - letters, digits and '_' only, 1..CONFIG_NAME_MAX bytes */
+bool config_name_valid(const char *name, size_t len)
+{
+    if (len == 0 || len > CONFIG_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char) name[i]) && name[i] != '_')
+            return false;
+    return true;
+}
+
+/* parse_number - leading decimal digits of text; -1 on none or overflow */
+static int parse_number(const char **text, long long *value)
+{
+    const char *p = *text;
+    long long v = 0;
+
+    if (!isdigit((unsigned char) *p))
+        return -1;                      /* also rejects "-5", "+5", " 5" */
+    for (; isdigit((unsigned char) *p); p++) {
+        int     d = *p - '0';
+
+        if (v > (LLONG_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *text = p;
+    *value = v;
+    return 0;
+}
+
+/* scale - value * mult without overflow */
+static int scale(long long value, long long mult, long long *out)
+{
+    if (value > LLONG_MAX / mult)
+        return -1;
+    *out = value * mult;
+    return 0;
+}
+
+/* config_parse_time - "300", "300s", "5m", "1h", "2d", "1w" into seconds */
+int config_parse_time(const char *text, long long *seconds)
+{
+    const char *p = text;
+    long long v;
+    long long mult;
+
+    if (text == NULL || parse_number(&p, &v) < 0)
+        return -1;
+    switch (*p) {
+    case '\0':
+    case 's':
+        mult = 1;
+        break;
+    case 'm':
+        mult = 60;
+        break;
+    case 'h':
+        mult = 3600;
+        break;
+    case 'd':
+        mult = 86400;
+        break;
+    case 'w':
+        mult = 7 * 86400;
+        break;
+    default:
+        return -1;
+    }
+    if (*p != '\0' && p[1] != '\0')
+        return -1;
+    return scale(v, mult, seconds);
+}
+
+/* config_parse_size - "10240000", "10k", "50M", "1G" into bytes (powers of 1024) */
+int config_parse_size(const char *text, long long *bytes)
+{
+    const char *p = text;
+    long long v;
+    long long mult;
+
+    if (text == NULL || parse_number(&p, &v) < 0)
+        return -1;
+    switch (tolower((unsigned char) *p)) {
+    case '\0':
+        mult = 1;
+        break;
+    case 'k':
+        mult = 1024LL;
+        break;
+    case 'm':
+        mult = 1024LL * 1024;
+        break;
+    case 'g':
+        mult = 1024LL * 1024 * 1024;
+        break;
+    default:
+        return -1;
+    }
+    if (*p != '\0' && p[1] != '\0')
+        return -1;
+    return scale(v, mult, bytes);
+}
+
+/* config_parse_bool - yes/no, true/false, on/off, 1/0, any case */
+int config_parse_bool(const char *text, bool *value)
+{
+    static const char *const yes[] = { "yes", "true", "on", "1" };
+    static const char *const no[] = { "no", "false", "off", "0" };
+
+    if (text == NULL)
+        return -1;
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (strcasecmp(text, yes[i]) == 0) {
+            *value = true;
+            return 0;
+        }
+        if (strcasecmp(text, no[i]) == 0) {
+            *value = false;
+            return 0;
+        }
+    }
+    return -1;
+}
