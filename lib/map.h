@@ -64,4 +64,42 @@ struct map_type {
     int     (*compile)(const char *name, struct strbuf *warnings, struct strbuf *err); /* NULL: not compilable */
 };
 
+/*
+ * Shared by the map_*.c implementations (and their tests); not for daemons.
+ */
+#define MAP_LINE_MAX 65536              /* longest logical source line, key or value */
+
+extern const struct map_type map_type_hash, map_type_btree, map_type_texthash,
+    map_type_static, map_type_inline;
+
+/* map_set_check_interval_ms - how often a map looks for a replaced file (default 1000) */
+void map_set_check_interval_ms(long ms);
+
+/*
+ * map_parse_text - read a "key value" source file (comments, continuation
+ * lines), fold keys to lower case and hand each entry to store(), which
+ * returns 0 (stored), 1 (duplicate: warned about, first kept) or -1 (err set).
+ * Returns -1 with "path:line: ..." in err on the first syntax error.
+ */
+typedef int (*map_store_fn)(void *arg, const char *key, const char *value, struct strbuf *err);
+int map_parse_text(int fd, const char *path, map_store_fn store, void *arg,
+                   struct strbuf *warnings, struct strbuf *err);
+
+/*
+ * map_file_check - has the file opened as fd (identity saved in *opened) been
+ * replaced? 0: no; 1: the path names a different file now (reopen it);
+ * -1: the old file was unlinked and the path cannot be reached (keep the old data).
+ */
+struct stat;
+int map_file_check(int fd, const char *path, const struct stat *opened);
+
+/*
+ * map_token - next item of a comma/whitespace separated list, where "{...}"
+ * (nested) groups may hold separators: 1 with the item in tok, 0 at the end,
+ * -1 with err on unbalanced braces. *cp advances.
+ */
+int map_token(const char **cp, struct strbuf *tok, struct strbuf *err);
+/* map_unbrace - "{ text }" -> "text" (trimmed); -1 with err if not exactly one group */
+int map_unbrace(const char *text, struct strbuf *out, struct strbuf *err);
+
 #endif
