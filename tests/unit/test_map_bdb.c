@@ -519,7 +519,7 @@ static void test_concurrent_replace(void **state)
             int     bad = map == NULL;
 
             for (int i = 0; i < 20000 && !bad; i++) {
-                if (map_lookup(map, "KEY", &v) != MAP_FOUND || strncmp(sb_str(&v), "gen", 3) != 0)
+                if (map_lookup(map, "KEY", &v) != MAP_FOUND || sb_len(&v) < 3 || memcmp(v.data, "gen", 3) != 0)
                     bad = 1;
                 if (map_changed(map))
                     bad = 1;
