@@ -25,8 +25,9 @@
  * has already started, or will start, a successor on the same sockets), call
  * ops->stop, and exit as soon as ops->active() is 0: checked at once and on
  * every service_check_idle(); graceful_stop_timeout bounds the wait. A
- * second SIGINT exits at once (a developer at a terminal). SIGHUP is ignored:
- * master reloads by replacing processes. SIGPIPE is ignored: a vanished
+ * second SIGINT exits at once (a developer at a terminal). SIGHUP retires
+ * the process (master reloads by replacing processes): it stops accepting and
+ * exits when its clients are done, without hurrying them. SIGPIPE is ignored: a vanished
  * client is an EPIPE to handle, not a reason to die.
  *
  * The process also retires when master dies (PR_SET_PDEATHSIG, plus a
@@ -80,7 +81,8 @@ static struct event *resume_ev;
 static struct event *parent_ev;
 static struct event *maps_ev;
 static struct event *grace_ev;
-static struct event *sig_events[2];
+#define SERVICE_NSIGNALS 3
+static struct event *sig_events[SERVICE_NSIGNALS];
 static struct maplist **watched;
 static size_t watched_count;
 static pid_t orig_ppid;
@@ -193,16 +195,24 @@ static void close_listeners(void)
         event_del(resume_ev);
 }
 
-/* service_stop - the one way into stopping */
+/* stop_accepting - leave new clients to the other processes of the service */
+static void stop_accepting(void)
+{
+    if (svc.stopping)
+        return;
+    svc.stopping = true;
+    close_listeners();
+}
+
+/* service_stop - SIGTERM: let idle clients go, exit within graceful_stop_timeout */
 static void service_stop(void)
 {
     long long timeout;
     struct timeval tv;
 
-    if (svc.stopping)
+    if (grace_ev != NULL)
         return;
-    svc.stopping = true;
-    close_listeners();
+    stop_accepting();
     if (svc.ops->stop)
         svc.ops->stop(&svc);
     if (exit_requested)
@@ -210,7 +220,7 @@ static void service_stop(void)
     timeout = config_time(svc.cfg, "graceful_stop_timeout");
     if (timeout < 0)
         timeout = 0;
-    if (svc.base && grace_ev == NULL) {
+    if (svc.base) {
         grace_ev = evtimer_new(svc.base, grace_expired, NULL);
         if (grace_ev == NULL)
             msg_fatal("evtimer_new: out of memory");
@@ -221,14 +231,19 @@ static void service_stop(void)
     service_check_idle(&svc);
 }
 
-/* service_retire - stop accepting and exit once idle */
+/*
+ * service_retire - stop accepting; exit once the current clients are done.
+ * Unlike a stop, clients are not hurried: a reload or a replaced table must
+ * not cut anybody's session short (the daemon's own timeouts bound them).
+ */
 void service_retire(struct service *s, const char *reason)
 {
     (void) s;
     if (svc.stopping)
         return;
     msg_info("retiring: %s", reason);
-    service_stop();
+    stop_accepting();
+    service_check_idle(&svc);
 }
 
 /* service_check_idle - exits (leaves the loop) if stopping and no client is left */
@@ -239,12 +254,16 @@ void service_check_idle(struct service *s)
         finish();
 }
 
-/* on_signal - SIGTERM/SIGINT: stop gracefully; a second SIGINT: now */
+/* on_signal - SIGHUP: retire (master reloads); SIGTERM/SIGINT: stop; a second SIGINT: now */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void) what;
     (void) arg;
-    if (svc.stopping) {
+    if (sig == SIGHUP) {
+        service_retire(&svc, "master reloaded the configuration");
+        return;
+    }
+    if (grace_ev != NULL) {
         if (sig == SIGINT) {
             msg_info("second interrupt: exiting with %u client(s) still active", active_clients());
             finish();
@@ -391,14 +410,14 @@ static void set_death_signal(void)
 static void start_events(void)
 {
     struct timeval parent_tv = {SERVICE_PARENT_SECS, 0};
-    const int signals[2] = {SIGTERM, SIGINT};
+    const int signals[SERVICE_NSIGNALS] = {SIGTERM, SIGINT, SIGHUP};
 
     resume_ev = evtimer_new(svc.base, resume_accepting, NULL);
     parent_ev = event_new(svc.base, -1, EV_PERSIST, check_parent, NULL);
     if (resume_ev == NULL || parent_ev == NULL)
         msg_fatal("event_new: out of memory");
     event_add(parent_ev, &parent_tv);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < SERVICE_NSIGNALS; i++) {
         sig_events[i] = evsignal_new(svc.base, signals[i], on_signal, NULL);
         if (sig_events[i] == NULL || evsignal_add(sig_events[i], NULL) != 0)
             msg_fatal("cannot handle signal %d", signals[i]);
@@ -416,7 +435,7 @@ static void start_events(void)
 /* free_events - release everything the loop used */
 static void free_events(void)
 {
-    struct event **evs[] = {&resume_ev, &parent_ev, &maps_ev, &grace_ev, &sig_events[0], &sig_events[1]};
+    struct event **evs[] = {&resume_ev, &parent_ev, &maps_ev, &grace_ev, &sig_events[0], &sig_events[1], &sig_events[2]};
 
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
         if (*evs[i]) {

@@ -15,7 +15,7 @@
  *
  * Signals: SIGHUP reloads main.cf and master.cf (a bad file is logged and the
  * old configuration stays; unchanged sockets are kept, so clients queued in a
- * backlog are not lost; old processes get SIGTERM, new ones start at once).
+ * backlog are not lost; old processes get SIGHUP: they finish their clients and exit; new ones start at once).
  * SIGTERM or SIGINT stops: listeners close, children get SIGTERM and up to
  * graceful_stop_timeout + 2 s, then SIGKILL; the pid file is removed.
  *
@@ -317,8 +317,8 @@ static void reload(struct master_state *ms)
     }
     log_config_warnings(cfg);
 
-    /* The old processes finish their clients and exit; their sockets live on in servs. */
-    master_spawn_signal(ms, SIGTERM);
+    /* SIGHUP retires the old processes: they finish their clients, unhurried, and exit. */
+    master_spawn_signal(ms, SIGHUP);
     master_spawn_detach(ms);
     master_listen_retry(servs, mcf.count);
     free_servs(ms->servs, ms->nservs);

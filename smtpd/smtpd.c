@@ -1,0 +1,132 @@
+/*
+ * smtpd - the SMTP server: main program.
+ *
+ * Runs in the service skeleton (lib/service.h) as user mail_owner in
+ * queue_directory; one process serves many sessions (smtpd_session.c).
+ * This file reads the settings from main.cf and provides the message store
+ * that sessions hand messages to.
+ *
+ * The store is smtpd_store_none until the queue exists: it reads and drops
+ * every message and answers 451, so no client is ever told a message was
+ * accepted when it was not.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "log.h"
+#include "mem.h"
+#include "service.h"
+#include "strbuf.h"
+
+#include "smtpd.h"
+
+#define SMTPD_HARD_ERROR_LIMIT 20       /* as Postfix's smtpd_hard_error_limit */
+
+static struct smtpd_server server;
+
+/* none_open - accept the DATA command; the content goes nowhere */
+static void *none_open(const struct smtpd_envelope *env, struct strbuf *reply)
+{
+    static int handle;
+
+    (void) env;
+    (void) reply;
+    return &handle;
+}
+
+/* none_write - drop the content */
+static int none_write(void *msg, const char *data, size_t len)
+{
+    (void) msg;
+    (void) data;
+    (void) len;
+    return 0;
+}
+
+/* none_commit - nothing was stored, so the client must keep the message */
+static void none_commit(void *msg, struct strbuf *reply)
+{
+    (void) msg;
+    sb_set(reply, "451 4.3.0 Error: mail queue not available yet; message not accepted");
+}
+
+/* none_discard - nothing to remove */
+static void none_discard(void *msg)
+{
+    (void) msg;
+}
+
+const struct smtpd_store smtpd_store_none = {
+    "none", none_open, none_write, none_commit, none_discard,
+};
+
+/* smtpd_init - settings from main.cf (checked by the config loader) */
+static void smtpd_init(struct service *svc)
+{
+    struct smtpd_settings *set = &server.set;
+    long long line_limit = config_int(svc->cfg, "line_length_limit");
+    long long limit = config_size(svc->cfg, "message_size_limit");
+
+    server.svc = svc;
+    server.store = &smtpd_store_none;
+    set->hostname = xstrdup(config_str(svc->cfg, "myhostname"));
+    set->banner = xstrdup(config_str(svc->cfg, "smtpd_banner"));
+    /* RFC 5321 4.5.3.1.4: a command line may be 512 octets; we never take less. */
+    if (line_limit < 512)
+        line_limit = 512;
+    if (line_limit > 1024 * 1024)
+        line_limit = 1024 * 1024;
+    set->line_limit = (size_t) line_limit;
+    set->message_size_limit = limit > 0 ? limit : 0;
+    set->timeout = config_time(svc->cfg, "smtpd_timeout");
+    if (set->timeout < 1)
+        set->timeout = 1;
+    set->recipient_limit = config_int(svc->cfg, "smtpd_recipient_limit");
+    set->helo_required = config_bool(svc->cfg, "smtpd_helo_required");
+    set->disable_vrfy = config_bool(svc->cfg, "disable_vrfy_command");
+    set->hard_error_limit = SMTPD_HARD_ERROR_LIMIT;
+    svc->app = &server;
+}
+
+/* smtpd_accept - a new client */
+static void smtpd_accept(struct service *svc, int fd, const struct sockaddr_storage *peer,
+                         socklen_t peer_len, int listener_index)
+{
+    (void) svc;
+    (void) listener_index;
+    smtpd_session_start(&server, fd, peer, peer_len);
+}
+
+/* smtpd_active - sessions still open */
+static unsigned smtpd_active(struct service *svc)
+{
+    (void) svc;
+    return server.session_count;
+}
+
+/* smtpd_stop - the service is stopping: let idle sessions go */
+static void smtpd_stop(struct service *svc)
+{
+    (void) svc;
+    smtpd_session_stop_all(&server);
+}
+
+static const struct service_ops smtpd_ops = {
+    .program = "smtpd",
+    .user_param = "mail_owner",
+    .dir_param = "queue_directory",
+    .init = smtpd_init,
+    .ready = NULL,
+    .accept = smtpd_accept,
+    .active = smtpd_active,
+    .stop = smtpd_stop,
+};
+
+/* main - run smtpd in the service skeleton */
+int main(int argc, char **argv)
+{
+    return service_main(argc, argv, &smtpd_ops);
+}

@@ -1,0 +1,121 @@
+/*
+ * smtpd.h - what the smtpd modules share. Not for other programs.
+ *
+ * smtpd.c          main: settings, the service skeleton's callbacks
+ * smtpd_session.c  one SMTP connection: command reader, state machine, replies
+ * smtpd_data.c     the DATA phase: end-of-message detection, dot-unstuffing,
+ *                  bare CR/LF detection, size limit, hand-off to the store
+ *
+ * The store is the seam between the protocol and the queue: smtpd_data.c
+ * hands it the message in chunks and then either commits or discards it. The
+ * store decides what "committed" means and words the final reply; only a
+ * store that has the message safely on disk may answer 250.
+ */
+#ifndef POSTERN_SMTPD_H
+#define POSTERN_SMTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "address.h"
+#include "service.h"
+#include "strbuf.h"
+
+struct evbuffer;
+struct smtpd_session;
+
+/* Settings from main.cf, read once at start (smtpd.c). */
+struct smtpd_settings {
+    char   *hostname;                   /* myhostname: 421 replies, HELO reply */
+    char   *banner;                     /* smtpd_banner: after "220 " */
+    long long message_size_limit;       /* bytes; 0: no limit */
+    size_t  line_limit;                 /* line_length_limit: longest command line */
+    long long timeout;                  /* smtpd_timeout, seconds */
+    long long recipient_limit;          /* smtpd_recipient_limit */
+    bool    helo_required;              /* smtpd_helo_required */
+    bool    disable_vrfy;               /* disable_vrfy_command */
+    unsigned hard_error_limit;          /* bad commands before 421 */
+};
+
+/* The envelope of the message being received, as a store sees it. */
+struct smtpd_envelope {
+    const char *client;                 /* "[192.0.2.1]:1234" for logs */
+    const char *helo;                   /* HELO/EHLO argument, "" if none */
+    const char *protocol;               /* "SMTP" or "ESMTP" */
+    struct address sender;              /* flags ADDRESS_NULL for "<>" */
+    struct address *rcpt;               /* accepted recipients */
+    size_t  rcpt_count;
+    long long declared_size;            /* MAIL FROM SIZE=, -1 if none */
+    bool    body_8bit;                  /* BODY=8BITMIME */
+};
+
+/*
+ * The message store. open() is called when DATA is accepted (before 354);
+ * write() gets the message content dot-unstuffed, lines ending in CRLF, in
+ * chunks of at most SMTPD_DATA_CHUNK bytes; then exactly one of commit()
+ * (the message arrived complete and acceptable) or discard() (rejected,
+ * connection lost, shutdown).
+ */
+struct smtpd_store {
+    const char *name;
+    /* open - a handle for one message; NULL with a 4xx/5xx reply to refuse DATA */
+    void   *(*open)(const struct smtpd_envelope *env, struct strbuf *reply);
+    /* write - append content; -1: the store failed (the message will be discarded) */
+    int     (*write)(void *msg, const char *data, size_t len);
+    /* commit - store for good; reply "250 ..." only when it is safely on disk */
+    void    (*commit)(void *msg, struct strbuf *reply);
+    /* discard - drop the message and free the handle */
+    void    (*discard)(void *msg);
+};
+
+/* smtpd_store_none - stores nothing, accepts nothing (no queue yet) */
+extern const struct smtpd_store smtpd_store_none;
+
+/* Per-process state: service->app. */
+struct smtpd_server {
+    struct service *svc;
+    struct smtpd_settings set;
+    const struct smtpd_store *store;
+    struct smtpd_session *sessions;     /* all live sessions, for stop */
+    unsigned session_count;
+};
+
+/* smtpd_session.c */
+/* smtpd_session_start - greet a new client on fd (non-blocking; closed when done) */
+void smtpd_session_start(struct smtpd_server *srv, int fd,
+                         const struct sockaddr_storage *peer, socklen_t peer_len);
+/* smtpd_session_stop_all - service stop: let idle sessions go, DATA sessions finish first */
+void smtpd_session_stop_all(struct smtpd_server *srv);
+
+/* smtpd_data.c */
+#define SMTPD_DATA_CHUNK    65536       /* most input scanned, and output buffered, at once */
+
+struct smtpd_data {
+    const struct smtpd_store *store;
+    void   *msg;                        /* the store's handle; NULL when done */
+    int     state;                      /* scanner state, see smtpd_data.c */
+    long long size;                     /* content bytes after unstuffing */
+    long long limit;                    /* message_size_limit; 0: none */
+    bool    bare_cr;                    /* a CR not followed by LF */
+    bool    bare_lf;                    /* an LF not preceded by CR */
+    bool    too_big;
+    bool    store_failed;
+    struct strbuf out;                  /* unstuffed content not yet written */
+};
+
+enum smtpd_data_status { SMTPD_DATA_MORE, SMTPD_DATA_DONE };
+
+/* smtpd_data_begin - start reading a message for the opened store handle msg */
+void smtpd_data_begin(struct smtpd_data *d, const struct smtpd_store *store, void *msg,
+                      long long limit);
+/* smtpd_data_read - consume input up to the end of the message */
+enum smtpd_data_status smtpd_data_read(struct smtpd_data *d, struct evbuffer *in);
+/* smtpd_data_end - after SMTPD_DATA_DONE: commit or discard; the reply; true if stored */
+bool smtpd_data_end(struct smtpd_data *d, struct strbuf *reply);
+/* smtpd_data_abort - the session ends inside DATA: discard */
+void smtpd_data_abort(struct smtpd_data *d);
+/* smtpd_data_free - release the buffers (after end or abort) */
+void smtpd_data_free(struct smtpd_data *d);
+
+#endif

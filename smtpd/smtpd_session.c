@@ -1,0 +1,848 @@
+/*
+ * smtpd_session - one SMTP connection: command reader, state machine, replies.
+ *
+ * Interface (smtpd.h): smtpd_session_start(), smtpd_session_stop_all().
+ *
+ * Each session is a libevent bufferevent; nothing blocks, so one process
+ * serves many clients. Pipelined commands are taken from the input buffer in
+ * order. Memory per session is bounded both ways: libevent stops reading when
+ * the input buffer reaches a high watermark, and we stop taking commands while
+ * more than SESSION_OUT_HIGH bytes of replies wait for a client that does not
+ * read them. A command line longer than line_length_limit is skipped up to the
+ * next LF as it arrives, never buffered whole, and answered with 500 once it
+ * ends, so we do not lose synchronization with the client.
+ *
+ * Replies carry RFC 3463 enhanced status codes and Postfix's wording. Every
+ * session is logged: "connect from [addr]:port", how it ended if not by QUIT
+ * ("lost connection/timeout/too many errors after CMD"), rejected messages
+ * ("NOQUEUE: reject: ..."), and "disconnect from ... ehlo=1 mail=1 ...
+ * commands=N" with ok/total per command as Postfix counts them.
+ *
+ * Stop: idle sessions get "421 4.3.2 Service shutting down"; a session inside
+ * DATA finishes its message first and gets the 421 after the final reply.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "address.h"
+#include "log.h"
+#include "mem.h"
+#include "service.h"
+#include "strbuf.h"
+
+#include "smtpd.h"
+
+#define SESSION_OUT_HIGH    (64 * 1024)     /* stop taking commands above this */
+#define SESSION_IN_HIGH     (256 * 1024)    /* libevent stops reading above this */
+
+/* Commands, in the order Postfix lists them in the disconnect log line. */
+enum cmd_id {
+    CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_RSET, CMD_NOOP,
+    CMD_VRFY, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, CMD_COUNT
+};
+
+struct smtpd_session;
+typedef void (*cmd_fn)(struct smtpd_session *s, char *arg);
+
+struct cmd_def {
+    const char *name;
+    cmd_fn  fn;
+};
+
+enum phase { PHASE_CMD, PHASE_DATA };
+
+struct smtpd_session {
+    struct smtpd_server *srv;
+    struct smtpd_session *prev, *next;
+    struct bufferevent *bev;
+    char    client[INET6_ADDRSTRLEN + 16];  /* "[addr]:port" */
+    enum phase phase;
+    bool    closing;                    /* last reply queued; free when written */
+    bool    stop_after_data;            /* service stop arrived during DATA */
+    bool    skipping;                   /* inside an overlong command line */
+    bool    seen_helo;
+    bool    esmtp;
+    bool    in_mail;                    /* MAIL FROM accepted */
+    struct strbuf helo;
+    struct strbuf line;                 /* the current command line */
+    struct strbuf reply;
+    const char *last_cmd;               /* "CONNECT", "RCPT", ... for logs */
+    struct smtpd_envelope env;
+    size_t  rcpt_alloc;
+    struct smtpd_data data;
+    unsigned errors;
+    unsigned cmd_ok[CMD_COUNT];
+    unsigned cmd_total[CMD_COUNT];
+};
+
+static void cmd_helo(struct smtpd_session *s, char *arg);
+static void cmd_ehlo(struct smtpd_session *s, char *arg);
+static void cmd_mail(struct smtpd_session *s, char *arg);
+static void cmd_rcpt(struct smtpd_session *s, char *arg);
+static void cmd_data(struct smtpd_session *s, char *arg);
+static void cmd_rset(struct smtpd_session *s, char *arg);
+static void cmd_noop(struct smtpd_session *s, char *arg);
+static void cmd_vrfy(struct smtpd_session *s, char *arg);
+static void cmd_help(struct smtpd_session *s, char *arg);
+static void cmd_quit(struct smtpd_session *s, char *arg);
+
+static const struct cmd_def commands[CMD_COUNT] = {
+    [CMD_HELO] = {"HELO", cmd_helo},
+    [CMD_EHLO] = {"EHLO", cmd_ehlo},
+    [CMD_MAIL] = {"MAIL", cmd_mail},
+    [CMD_RCPT] = {"RCPT", cmd_rcpt},
+    [CMD_DATA] = {"DATA", cmd_data},
+    [CMD_RSET] = {"RSET", cmd_rset},
+    [CMD_NOOP] = {"NOOP", cmd_noop},
+    [CMD_VRFY] = {"VRFY", cmd_vrfy},
+    [CMD_HELP] = {"HELP", cmd_help},
+    [CMD_QUIT] = {"QUIT", cmd_quit},
+    [CMD_UNKNOWN] = {"unknown", NULL},
+};
+
+static void session_process(struct smtpd_session *s);
+
+/* reply - queue one reply line; the text carries code and enhanced code */
+static void reply(struct smtpd_session *s, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void reply(struct smtpd_session *s, const char *fmt, ...)
+{
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    va_list ap;
+
+    sb_reset(&s->reply);
+    va_start(ap, fmt);
+    sb_vprintf(&s->reply, fmt, ap);
+    va_end(ap);
+    if (log_verbose_level() > 0)
+        msg_verbose("> %s: %s", s->client, sb_str(&s->reply));
+    sb_append(&s->reply, "\r\n", 2);
+    evbuffer_add(out, sb_str(&s->reply), sb_len(&s->reply));
+}
+
+/* reply_error - a reply to a client mistake: counts toward the hard error limit */
+static void reply_error(struct smtpd_session *s, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void reply_error(struct smtpd_session *s, const char *fmt, ...)
+{
+    va_list ap;
+    struct strbuf text = STRBUF_INIT;
+
+    va_start(ap, fmt);
+    sb_vprintf(&text, fmt, ap);
+    va_end(ap);
+    reply(s, "%s", sb_str(&text));
+    sb_free(&text);
+    s->errors++;
+}
+
+/* close_session - no more commands; the session is freed once its replies are written */
+static void close_session(struct smtpd_session *s)
+{
+    if (s->phase == PHASE_DATA) {
+        smtpd_data_abort(&s->data);
+        s->phase = PHASE_CMD;
+    }
+    s->closing = true;
+    bufferevent_disable(s->bev, EV_READ);
+    bufferevent_enable(s->bev, EV_WRITE);
+}
+
+/* reset_transaction - forget sender and recipients (RSET, HELO, after DATA) */
+static void reset_transaction(struct smtpd_session *s)
+{
+    for (size_t i = 0; i < s->env.rcpt_count; i++)
+        address_free(&s->env.rcpt[i]);
+    s->env.rcpt_count = 0;
+    sb_reset(&s->env.sender.addr);
+    s->env.sender.flags = 0;
+    s->env.declared_size = -1;
+    s->env.body_8bit = false;
+    s->in_mail = false;
+}
+
+/* log_disconnect - Postfix's summary: "name=ok[/total]" for each command used */
+static void log_disconnect(struct smtpd_session *s)
+{
+    struct strbuf line = STRBUF_INIT;
+    unsigned ok = 0, total = 0;
+
+    for (int i = 0; i < CMD_COUNT; i++) {
+        if (s->cmd_total[i] == 0)
+            continue;
+        ok += s->cmd_ok[i];
+        total += s->cmd_total[i];
+        sb_printf(&line, " %s=%u", i == CMD_UNKNOWN ? "unknown" : commands[i].name,
+                  s->cmd_ok[i]);
+        if (s->cmd_ok[i] != s->cmd_total[i])
+            sb_printf(&line, "/%u", s->cmd_total[i]);
+    }
+    sb_lowercase(&line);
+    sb_printf(&line, " commands=%u", ok);
+    if (ok != total)
+        sb_printf(&line, "/%u", total);
+    msg_info("disconnect from %s%s", s->client, sb_str(&line));
+    sb_free(&line);
+}
+
+/* session_free - log, release everything, tell the skeleton */
+static void session_free(struct smtpd_session *s)
+{
+    struct smtpd_server *srv = s->srv;
+
+    log_disconnect(s);
+    smtpd_data_free(&s->data);
+    reset_transaction(s);
+    free(s->env.rcpt);
+    address_free(&s->env.sender);
+    sb_free(&s->helo);
+    sb_free(&s->line);
+    sb_free(&s->reply);
+    bufferevent_free(s->bev);           /* closes the socket */
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    srv->session_count--;
+    free(s);
+    service_check_idle(srv->svc);
+}
+
+/* maybe_free - at the end of each callback: a closing session whose replies are out goes */
+static bool maybe_free(struct smtpd_session *s)
+{
+    if (s->closing && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+        session_free(s);
+        return true;
+    }
+    return false;
+}
+
+/* after_what - the last command for "lost connection after ..." logs */
+static const char *after_what(struct smtpd_session *s, char *buf, size_t len)
+{
+    if (s->phase == PHASE_DATA) {
+        snprintf(buf, len, "DATA (%lld bytes)", s->data.size);
+        return buf;
+    }
+    return s->last_cmd;
+}
+
+/* read_cb - input arrived */
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtpd_session *s = arg;
+
+    (void) bev;
+    session_process(s);
+    maybe_free(s);
+}
+
+/* write_cb - the replies were written: resume a session that waited for its client */
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtpd_session *s = arg;
+
+    (void) bev;
+    if (maybe_free(s))
+        return;
+    session_process(s);
+    maybe_free(s);
+}
+
+/* event_cb - end of file, error, or timeout */
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct smtpd_session *s = arg;
+    char    buf[64];
+
+    (void) bev;
+    if (s->closing) {
+        /* The client does not take our last reply; give up on it. */
+        session_free(s);
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        msg_info("timeout after %s from %s", after_what(s, buf, sizeof(buf)), s->client);
+        if (what & BEV_EVENT_WRITING) {
+            session_free(s);
+            return;
+        }
+        reply(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->set.hostname);
+        close_session(s);
+        maybe_free(s);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR) {
+        msg_info("lost connection after %s from %s: %s", after_what(s, buf, sizeof(buf)),
+                 s->client, strerror(EVUTIL_SOCKET_ERROR()));
+        session_free(s);
+        return;
+    }
+    /* End of file: a client that half-closed still gets the replies already queued. */
+    msg_info("lost connection after %s from %s", after_what(s, buf, sizeof(buf)), s->client);
+    close_session(s);
+    maybe_free(s);
+}
+
+/* format_client - "[192.0.2.1]:1234", "[2001:db8::1]:1234", "[local]" */
+static void format_client(char *buf, size_t len, const struct sockaddr_storage *peer,
+                          socklen_t peer_len)
+{
+    char    addr[INET6_ADDRSTRLEN];
+
+    if (peer->ss_family == AF_INET && peer_len >= (socklen_t) sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *) peer;
+
+        inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof(addr));
+        snprintf(buf, len, "[%s]:%u", addr, ntohs(sin->sin_port));
+    } else if (peer->ss_family == AF_INET6
+               && peer_len >= (socklen_t) sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *) peer;
+
+        inet_ntop(AF_INET6, &sin6->sin6_addr, addr, sizeof(addr));
+        snprintf(buf, len, "[%s]:%u", addr, ntohs(sin6->sin6_port));
+    } else {
+        snprintf(buf, len, "[local]");
+    }
+}
+
+/* smtpd_session_start - greet a new client on fd (non-blocking; closed when done) */
+void smtpd_session_start(struct smtpd_server *srv, int fd,
+                         const struct sockaddr_storage *peer, socklen_t peer_len)
+{
+    struct smtpd_session *s;
+    struct timeval tv;
+    size_t  in_high;
+
+    s = xcalloc(1, sizeof(*s));
+    s->bev = bufferevent_socket_new(srv->svc->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (s->bev == NULL) {
+        msg_warn("cannot set up a session: out of memory");
+        close(fd);
+        free(s);
+        return;
+    }
+    s->srv = srv;
+    format_client(s->client, sizeof(s->client), peer, peer_len);
+    s->phase = PHASE_CMD;
+    s->last_cmd = "CONNECT";
+    s->env.client = s->client;
+    s->env.helo = "";
+    s->env.protocol = "SMTP";
+    s->env.declared_size = -1;
+    address_init(&s->env.sender);
+    sb_init(&s->helo);
+    sb_init(&s->line);
+    sb_init(&s->reply);
+    sb_init(&s->data.out);
+
+    s->next = srv->sessions;
+    if (s->next)
+        s->next->prev = s;
+    srv->sessions = s;
+    srv->session_count++;
+
+    msg_info("connect from %s", s->client);
+    in_high = srv->set.line_limit * 2 + 4;
+    if (in_high < SESSION_IN_HIGH)
+        in_high = SESSION_IN_HIGH;
+    bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, in_high);
+    tv.tv_sec = (time_t) srv->set.timeout;
+    tv.tv_usec = 0;
+    bufferevent_set_timeouts(s->bev, &tv, &tv);
+    reply(s, "220 %s", srv->set.banner);
+    if (srv->svc->stopping) {
+        reply(s, "421 4.3.2 Service shutting down");
+        close_session(s);
+        return;
+    }
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+/* smtpd_session_stop_all - service stop: let idle sessions go, DATA sessions finish first */
+void smtpd_session_stop_all(struct smtpd_server *srv)
+{
+    struct smtpd_session *s;
+    struct smtpd_session *next;
+
+    for (s = srv->sessions; s != NULL; s = next) {
+        next = s->next;
+        if (s->closing)
+            continue;
+        if (s->phase == PHASE_DATA) {
+            s->stop_after_data = true;
+            continue;
+        }
+        reply(s, "421 4.3.2 Service shutting down");
+        close_session(s);
+        maybe_free(s);
+    }
+}
+
+enum line_status { LINE_NONE, LINE_OK, LINE_TOO_LONG };
+
+/*
+ * get_line - the next complete command line into s->line, without its LF or
+ * CRLF. An overlong line is drained as it arrives; LINE_TOO_LONG is reported
+ * once its LF is seen, so the reply comes in order with other commands.
+ */
+static enum line_status get_line(struct smtpd_session *s, struct evbuffer *in)
+{
+    size_t  limit = s->srv->set.line_limit;
+    struct evbuffer_ptr eol;
+    size_t  avail = evbuffer_get_length(in);
+    const char *data;
+    size_t  len;
+    size_t  content;
+
+    eol = evbuffer_search(in, "\n", 1, NULL);
+    if (eol.pos < 0) {
+        /* Keep up to limit + CR: a line that may still end in time. */
+        if (s->skipping || avail > limit + 1) {
+            s->skipping = true;
+            evbuffer_drain(in, avail);
+        }
+        return LINE_NONE;
+    }
+    len = (size_t) eol.pos;
+    if (s->skipping || len > limit + 1) {
+        s->skipping = false;
+        evbuffer_drain(in, len + 1);
+        return LINE_TOO_LONG;
+    }
+    data = (const char *) evbuffer_pullup(in, (ssize_t) len + 1);
+    content = (len > 0 && data[len - 1] == '\r') ? len - 1 : len;
+    if (content > limit) {
+        evbuffer_drain(in, len + 1);
+        return LINE_TOO_LONG;
+    }
+    sb_reset(&s->line);
+    sb_append(&s->line, data, content);
+    evbuffer_drain(in, len + 1);
+    return LINE_OK;
+}
+
+/* find_command - the command named by the first word of the line */
+static enum cmd_id find_command(const char *verb, size_t len)
+{
+    for (int i = 0; i < CMD_UNKNOWN; i++)
+        if (strlen(commands[i].name) == len && strncasecmp(commands[i].name, verb, len) == 0)
+            return (enum cmd_id) i;
+    return CMD_UNKNOWN;
+}
+
+/* skip_space - past spaces (and tabs, which some clients send) */
+static char *skip_space(char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+/* do_command - one command line */
+static void do_command(struct smtpd_session *s)
+{
+    char   *line = s->line.data ? s->line.data : (char *) "";
+    size_t  len = sb_len(&s->line);
+    char   *verb;
+    char   *arg;
+    size_t  verb_len;
+    enum cmd_id id;
+    unsigned errors_before = s->errors;
+
+    if (log_verbose_level() > 0)
+        msg_verbose("< %s: %s", s->client, line);
+    /* Trailing white space is noise; a NUL inside would cut the line silently. */
+    while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+        line[--len] = 0;
+    verb = skip_space(line);
+    for (arg = verb; *arg && *arg != ' ' && *arg != '\t'; arg++)
+         /* void */ ;
+    verb_len = (size_t) (arg - verb);
+    arg = skip_space(arg);
+    if (memchr(line, 0, len) != NULL || verb_len == 0) {
+        s->cmd_total[CMD_UNKNOWN]++;
+        s->last_cmd = "UNKNOWN";
+        reply_error(s, "500 5.5.2 Error: bad syntax");
+        return;
+    }
+    id = find_command(verb, verb_len);
+    s->cmd_total[id]++;
+    if (id == CMD_UNKNOWN) {
+        s->last_cmd = "UNKNOWN";
+        reply_error(s, "502 5.5.2 Error: command not recognized");
+        return;
+    }
+    s->last_cmd = commands[id].name;
+    commands[id].fn(s, arg);
+    /* DATA counts as done when the message is stored (smtpd_data_end). */
+    if (s->errors == errors_before && id != CMD_DATA && sb_str(&s->reply)[0] != '4'
+        && sb_str(&s->reply)[0] != '5')
+        s->cmd_ok[id]++;
+}
+
+/* finish_data - the final "." arrived: reply, count, log a rejection */
+static void finish_data(struct smtpd_session *s)
+{
+    struct strbuf text = STRBUF_INIT;
+    bool    stored;
+
+    stored = smtpd_data_end(&s->data, &text);
+    s->phase = PHASE_CMD;
+    s->last_cmd = "END-OF-MESSAGE";
+    if (stored) {
+        s->cmd_ok[CMD_DATA]++;
+    } else {
+        msg_info("NOQUEUE: reject: END-OF-MESSAGE from %s: %s; from=<%s> nrcpt=%zu "
+                 "size=%lld proto=%s helo=<%s>", s->client, sb_str(&text),
+                 sb_str(&s->env.sender.addr), s->env.rcpt_count, s->data.size,
+                 s->env.protocol, sb_str(&s->helo));
+    }
+    reply(s, "%s", sb_str(&text));
+    sb_free(&text);
+    reset_transaction(s);
+    if (s->stop_after_data) {
+        reply(s, "421 4.3.2 Service shutting down");
+        close_session(s);
+    }
+}
+
+/* session_process - take commands (or message data) from the input while we may */
+static void session_process(struct smtpd_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+
+    while (!s->closing) {
+        if (s->phase == PHASE_DATA) {
+            if (smtpd_data_read(&s->data, in) == SMTPD_DATA_MORE)
+                return;
+            finish_data(s);
+            continue;
+        }
+        /* A client that does not read its replies gets no more of them. */
+        if (evbuffer_get_length(out) >= SESSION_OUT_HIGH)
+            return;
+        switch (get_line(s, in)) {
+        case LINE_NONE:
+            return;
+        case LINE_TOO_LONG:
+            s->cmd_total[CMD_UNKNOWN]++;
+            s->last_cmd = "UNKNOWN";
+            reply_error(s, "500 5.5.2 Error: line too long");
+            break;
+        case LINE_OK:
+            do_command(s);
+            break;
+        }
+        if (!s->closing && s->errors >= s->srv->set.hard_error_limit) {
+            msg_info("too many errors after %s from %s", s->last_cmd, s->client);
+            reply(s, "421 4.7.0 %s Error: too many errors", s->srv->set.hostname);
+            close_session(s);
+        }
+    }
+}
+
+/* do_helo - HELO and EHLO share this: the name, and a fresh transaction */
+static bool do_helo(struct smtpd_session *s, char *arg, const char *cmd)
+{
+    if (*arg == 0) {
+        reply_error(s, "501 5.5.4 Syntax: %s hostname", cmd);
+        return false;
+    }
+    reset_transaction(s);
+    sb_set(&s->helo, arg);
+    s->env.helo = sb_str(&s->helo);
+    s->seen_helo = true;
+    return true;
+}
+
+/* cmd_helo - HELO hostname */
+static void cmd_helo(struct smtpd_session *s, char *arg)
+{
+    if (!do_helo(s, arg, "HELO"))
+        return;
+    s->esmtp = false;
+    s->env.protocol = "SMTP";
+    reply(s, "250 %s", s->srv->set.hostname);
+}
+
+/* cmd_ehlo - EHLO hostname: the extensions we have */
+static void cmd_ehlo(struct smtpd_session *s, char *arg)
+{
+    const struct smtpd_settings *set = &s->srv->set;
+
+    if (!do_helo(s, arg, "EHLO"))
+        return;
+    s->esmtp = true;
+    s->env.protocol = "ESMTP";
+    reply(s, "250-%s", set->hostname);
+    reply(s, "250-PIPELINING");
+    if (set->message_size_limit > 0)
+        reply(s, "250-SIZE %lld", set->message_size_limit);
+    else
+        reply(s, "250-SIZE");
+    if (!set->disable_vrfy)
+        reply(s, "250-VRFY");
+    reply(s, "250-ENHANCEDSTATUSCODES");
+    reply(s, "250 8BITMIME");
+}
+
+/* parse_size - SIZE=value: digits only, no overflow */
+static bool parse_size(const char *value, long long *size)
+{
+    long long n = 0;
+
+    if (*value == 0)
+        return false;
+    for (; *value; value++) {
+        if (*value < '0' || *value > '9')
+            return false;
+        if (n > (LLONG_MAX - 9) / 10)
+            return false;
+        n = n * 10 + (*value - '0');
+    }
+    *size = n;
+    return true;
+}
+
+/* next_param - split off the next space-separated ESMTP parameter */
+static char *next_param(char **cursor)
+{
+    char   *p = skip_space(*cursor);
+    char   *start = p;
+
+    if (*p == 0)
+        return NULL;
+    while (*p && *p != ' ' && *p != '\t')
+        p++;
+    if (*p)
+        *p++ = 0;
+    *cursor = p;
+    return start;
+}
+
+/* path_arg - "FROM:<path> params" after the verb: the path start, or NULL */
+static char *path_arg(char *arg, const char *keyword)
+{
+    size_t  klen = strlen(keyword);
+
+    if (strncasecmp(arg, keyword, klen) != 0)
+        return NULL;
+    /* Postfix tolerates "MAIL FROM: <addr>"; so do we. */
+    arg = skip_space(arg + klen);
+    return *arg ? arg : NULL;
+}
+
+/* cmd_mail - MAIL FROM:<sender> [SIZE=n] [BODY=7BIT|8BITMIME] */
+static void cmd_mail(struct smtpd_session *s, char *arg)
+{
+    const struct smtpd_settings *set = &s->srv->set;
+    char   *path;
+    char   *cursor;
+    char   *param;
+    long    used;
+    const char *why;
+    long long size = -1;
+    bool    body_8bit = false;
+
+    if (set->helo_required && !s->seen_helo) {
+        reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
+        return;
+    }
+    if (s->in_mail) {
+        reply_error(s, "503 5.5.1 Error: nested MAIL command");
+        return;
+    }
+    if ((path = path_arg(arg, "FROM:")) == NULL) {
+        reply_error(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+        return;
+    }
+    used = address_parse_path(path, strlen(path), ADDRESS_ALLOW_NULL, &s->env.sender, &why);
+    if (used < 0) {
+        msg_verbose("%s: bad sender address: %s", s->client, why);
+        reply_error(s, "501 5.1.7 Bad sender address syntax");
+        return;
+    }
+    cursor = path + used;
+    while ((param = next_param(&cursor)) != NULL) {
+        if (strncasecmp(param, "SIZE=", 5) == 0) {
+            if (!parse_size(param + 5, &size)) {
+                reply_error(s, "501 5.5.4 Bad message size syntax");
+                return;
+            }
+        } else if (strncasecmp(param, "BODY=", 5) == 0) {
+            if (strcasecmp(param + 5, "8BITMIME") == 0) {
+                body_8bit = true;
+            } else if (strcasecmp(param + 5, "7BIT") == 0) {
+                body_8bit = false;
+            } else {
+                reply_error(s, "501 5.5.4 Bad BODY keyword syntax");
+                return;
+            }
+        } else {
+            reply_error(s, "555 5.5.4 Unsupported option: %s", param);
+            return;
+        }
+    }
+    if (size >= 0 && set->message_size_limit > 0 && size > set->message_size_limit) {
+        reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
+        return;
+    }
+    s->env.declared_size = size;
+    s->env.body_8bit = body_8bit;
+    s->in_mail = true;
+    reply(s, "250 2.1.0 Ok");
+}
+
+/* cmd_rcpt - RCPT TO:<recipient>: any valid address for now */
+static void cmd_rcpt(struct smtpd_session *s, char *arg)
+{
+    char   *path;
+    char   *cursor;
+    char   *param;
+    long    used;
+    const char *why;
+    struct address *rcpt;
+
+    if (!s->in_mail) {
+        reply_error(s, "503 5.5.1 Error: need MAIL command");
+        return;
+    }
+    if ((path = path_arg(arg, "TO:")) == NULL) {
+        reply_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+        return;
+    }
+    if ((long long) s->env.rcpt_count >= s->srv->set.recipient_limit) {
+        /* Not an error: a big mailing is sent in several transactions. */
+        reply(s, "452 4.5.3 Error: too many recipients");
+        return;
+    }
+    if (s->env.rcpt_count == s->rcpt_alloc) {
+        size_t  n = s->rcpt_alloc ? s->rcpt_alloc * 2 : 8;
+
+        s->env.rcpt = xreallocarray(s->env.rcpt, n, sizeof(*s->env.rcpt));
+        for (size_t i = s->rcpt_alloc; i < n; i++)
+            address_init(&s->env.rcpt[i]);
+        s->rcpt_alloc = n;
+    }
+    rcpt = &s->env.rcpt[s->env.rcpt_count];
+    used = address_parse_path(path, strlen(path), 0, rcpt, &why);
+    if (used < 0) {
+        msg_verbose("%s: bad recipient address: %s", s->client, why);
+        reply_error(s, "501 5.1.3 Bad recipient address syntax");
+        return;
+    }
+    cursor = path + used;
+    if ((param = next_param(&cursor)) != NULL) {
+        reply_error(s, "555 5.5.4 Unsupported option: %s", param);
+        return;
+    }
+    s->env.rcpt_count++;
+    reply(s, "250 2.1.5 Ok");
+}
+
+/* cmd_data - DATA: open the store, then read the message (smtpd_data.c) */
+static void cmd_data(struct smtpd_session *s, char *arg)
+{
+    struct strbuf text = STRBUF_INIT;
+    void   *msg;
+
+    if (*arg) {
+        reply_error(s, "501 5.5.4 Syntax: DATA");
+        return;
+    }
+    if (!s->in_mail) {
+        reply_error(s, "503 5.5.1 Error: need RCPT command");
+        return;
+    }
+    if (s->env.rcpt_count == 0) {
+        reply_error(s, "554 5.5.1 Error: no valid recipients");
+        return;
+    }
+    if ((msg = s->srv->store->open(&s->env, &text)) == NULL) {
+        reply(s, "%s", sb_len(&text) ? sb_str(&text) : "451 4.3.0 Error: queue file write error");
+        sb_free(&text);
+        return;
+    }
+    sb_free(&text);
+    smtpd_data_begin(&s->data, s->srv->store, msg, s->srv->set.message_size_limit);
+    s->phase = PHASE_DATA;
+    reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+/* cmd_rset - RSET */
+static void cmd_rset(struct smtpd_session *s, char *arg)
+{
+    if (*arg) {
+        reply_error(s, "501 5.5.4 Syntax: RSET");
+        return;
+    }
+    reset_transaction(s);
+    reply(s, "250 2.0.0 Ok");
+}
+
+/* cmd_noop - NOOP [anything] */
+static void cmd_noop(struct smtpd_session *s, char *arg)
+{
+    (void) arg;
+    reply(s, "250 2.0.0 Ok");
+}
+
+/* cmd_vrfy - VRFY: off by default, as it tells spammers which addresses exist */
+static void cmd_vrfy(struct smtpd_session *s, char *arg)
+{
+    struct address a;
+    const char *why;
+
+    if (s->srv->set.disable_vrfy) {
+        reply_error(s, "502 5.5.1 VRFY command is disabled");
+        return;
+    }
+    if (*arg == 0) {
+        reply_error(s, "501 5.5.4 Syntax: VRFY address");
+        return;
+    }
+    address_init(&a);
+    if (address_parse_path(arg, strlen(arg), 0, &a, &why) != (long) strlen(arg))
+        reply_error(s, "501 5.1.3 Bad recipient address syntax");
+    else
+        reply(s, "252 2.0.0 %s", sb_str(&a.addr));
+    address_free(&a);
+}
+
+/* cmd_help - HELP */
+static void cmd_help(struct smtpd_session *s, char *arg)
+{
+    (void) arg;
+    reply(s, "214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP%s QUIT HELP",
+          s->srv->set.disable_vrfy ? "" : " VRFY");
+    reply(s, "214 2.0.0 See RFC 5321");
+}
+
+/* cmd_quit - QUIT */
+static void cmd_quit(struct smtpd_session *s, char *arg)
+{
+    (void) arg;
+    reply(s, "221 2.0.0 Bye");
+    close_session(s);
+}
