@@ -64,7 +64,7 @@
 #define SERVICE_ACCEPT_BATCH    64      /* then let other events run */
 #define SERVICE_PAUSE_SECS      1       /* after EMFILE and the like */
 #define SERVICE_PARENT_SECS     5
-#define SERVICE_MAPS_SECS       60
+#define SERVICE_MAPS_SECS       1     /* an fstat per table: cheap, and changes apply at once */
 
 struct listener {
     int     fd;                         /* -1 once closed */
@@ -80,6 +80,7 @@ static bool accept_paused;
 static struct event *resume_ev;
 static struct event *parent_ev;
 static struct event *maps_ev;
+static int status_fd = -1;              /* write end of master's status pipe */
 static struct event *grace_ev;
 #define SERVICE_NSIGNALS 3
 static struct event *sig_events[SERVICE_NSIGNALS];
@@ -154,6 +155,35 @@ static int parse_listen_fds(struct strbuf *err)
         listener_count = i + 1;
     }
     return 0;
+}
+
+/* parse_status_fd - the write end of master's status pipe (POSTERN_STATUS_FD), if any */
+static void parse_status_fd(void)
+{
+    const char *value = getenv("POSTERN_STATUS_FD");
+    struct stat st;
+    char   *end;
+    long    fd;
+
+    unsetenv("POSTERN_STATUS_FD");
+    if (value == NULL)
+        return;
+    errno = 0;
+    fd = strtol(value, &end, 10);
+    if (*end != '\0' || errno != 0 || fd < SERVICE_FIRST_FD || fd >= SERVICE_FIRST_FD + 1 + SERVICE_MAX_LISTEN_FDS
+        || fstat((int) fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+        msg_warn("ignoring bad POSTERN_STATUS_FD \"%.20s\"", value);
+        return;
+    }
+    (void) fcntl((int) fd, F_SETFD, FD_CLOEXEC);
+    status_fd = (int) fd;
+}
+
+/* tell_master_retiring - so master starts our successor now, not when we exit */
+static void tell_master_retiring(void)
+{
+    if (status_fd >= 0 && write(status_fd, "R", 1) < 0)
+        msg_warn("cannot tell master that this process retires: %m");
 }
 
 /* finish - leave the event loop; service_main returns */
@@ -243,6 +273,7 @@ void service_retire(struct service *s, const char *reason)
         return;
     msg_info("retiring: %s", reason);
     stop_accepting();
+    tell_master_retiring();
     service_check_idle(&svc);
 }
 
@@ -581,6 +612,7 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
     listener_count = 0;
     if (parse_listen_fds(&fd_err) != 0)
         fd_problem = true;
+    parse_status_fd();
 
     svc.ops = ops;
     svc.config_dir = config_dir;

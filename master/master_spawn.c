@@ -9,7 +9,10 @@
  *   master_spawn_throttle_delay(failures, cap)
  *
  * A child gets the service's listening sockets at fd 3, 4, ... (count in
- * POSTERN_LISTEN_FDS), /dev/null on stdin and stdout (and stderr, unless
+ * POSTERN_LISTEN_FDS), the write end of a status pipe after them (its number
+ * in POSTERN_STATUS_FD: a child writes "R" there when it retires on its own,
+ * e.g. because a table changed, and master starts its successor at once, so
+ * the port is never left unserved while the old process finishes), /dev/null on stdin and stdout (and stderr, unless
  * master runs in the foreground), default signal handling, an empty signal
  * mask, and nothing else open. It runs
  *   $daemon_directory/COMMAND -c CONFIG_DIR -n SERVICE -t inet|unix [-u] [-r] [-v] ARGS...
@@ -48,6 +51,8 @@ struct master_child {
     char   *service_name;
     double  started;                    /* monotonic seconds */
     bool    sent_term;                  /* we asked it to stop */
+    int     status_fd;                  /* read end of the child's status pipe */
+    struct event *status_ev;
     struct master_child *next;
 };
 
@@ -113,11 +118,12 @@ static void close_from(int lowfd)
 
 /* child_exec - in the new process: set up descriptors, environment, signals; exec */
 static void __attribute__((noreturn)) child_exec(struct master_state *ms, struct master_serv *serv,
-                                                  char **argv, int *high)
+                                                  char **argv, int *high, int status_w)
 {
     size_t  n = serv->nlisteners;
     sigset_t none;
     char    count[24];
+    char    status_fd[24];
     int     null;
 
     for (int sig = 1; sig < NSIG; sig++)
@@ -137,30 +143,67 @@ static void __attribute__((noreturn)) child_exec(struct master_state *ms, struct
      * dup2 both give copies without close-on-exec.
      */
     for (size_t i = 0; i < n; i++) {
-        high[i] = fcntl(serv->listeners[i].fd, F_DUPFD, (int) (3 + n));
+        high[i] = fcntl(serv->listeners[i].fd, F_DUPFD, (int) (3 + n + 1));
         if (high[i] < 0)
             _exit(126);
     }
-    for (size_t i = 0; i < n; i++)
+    high[n] = fcntl(status_w, F_DUPFD, (int) (3 + n + 1));
+    if (high[n] < 0)
+        _exit(126);
+    for (size_t i = 0; i <= n; i++)
         if (dup2(high[i], (int) (3 + i)) < 0)
             _exit(126);
-    close_from((int) (3 + n));
+    close_from((int) (3 + n + 1));
 
     snprintf(count, sizeof(count), "%zu", n);
-    if (setenv("POSTERN_LISTEN_FDS", count, 1) < 0)
+    snprintf(status_fd, sizeof(status_fd), "%zu", 3 + n);
+    if (setenv("POSTERN_LISTEN_FDS", count, 1) < 0 || setenv("POSTERN_STATUS_FD", status_fd, 1) < 0)
         _exit(126);
     sigprocmask(SIG_SETMASK, &none, NULL);
     execv(serv->path, argv);
     _exit(127);
 }
 
+/* status_readable - a child said something on its status pipe, or exited */
+static void status_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct master_child *child = arg;
+    char    buf[64];
+    ssize_t n = read(fd, buf, sizeof(buf));
+
+    (void) what;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n > 0 && memchr(buf, 'R', (size_t) n) && child->serv != NULL) {
+        struct master_serv *serv = child->serv;
+
+        /* retiring on its own: from now on it is not one of the service's processes */
+        msg_verbose("service %s: pid %d retires; starting its successor", serv->def->name, (int) child->pid);
+        if (serv->nproc > 0)
+            serv->nproc--;
+        child->serv = NULL;
+        master_spawn_all(serv->ms);
+        return;
+    }
+    if (n <= 0)
+        event_del(child->status_ev);    /* EOF: the child is gone; reaping frees the rest */
+}
+
 /* spawn_one - start one process for serv; false if fork failed */
 static bool spawn_one(struct master_state *ms, struct master_serv *serv)
 {
     char  **argv = build_argv(ms, serv);
-    int    *high = xcalloc(serv->nlisteners + 1, sizeof(int));
+    int    *high = xcalloc(serv->nlisteners + 2, sizeof(int));
+    int     status_pipe[2];
     sigset_t all, saved;
     pid_t   pid;
+
+    if (pipe2(status_pipe, O_CLOEXEC) < 0) {
+        msg_warn("service %s: pipe: %s", serv->def->name, strerror(errno));
+        free(argv);
+        free(high);
+        return false;
+    }
 
     /*
      * Block signals across fork: libevent's handler, if it ran in the child
@@ -170,17 +213,24 @@ static bool spawn_one(struct master_state *ms, struct master_serv *serv)
     sigprocmask(SIG_BLOCK, &all, &saved);
     pid = fork();
     if (pid == 0)
-        child_exec(ms, serv, argv, high);
+        child_exec(ms, serv, argv, high, status_pipe[1]);
     sigprocmask(SIG_SETMASK, &saved, NULL);
     free(argv);
     free(high);
+    close(status_pipe[1]);
     if (pid < 0) {
         msg_warn("service %s: fork: %s", serv->def->name, strerror(errno));
+        close(status_pipe[0]);
         return false;
     }
 
     struct master_child *child = xcalloc(1, sizeof(*child));
 
+    child->status_fd = status_pipe[0];
+    (void) fcntl(child->status_fd, F_SETFL, O_NONBLOCK);
+    child->status_ev = event_new(ms->base, child->status_fd, EV_READ | EV_PERSIST, status_readable, child);
+    if (child->status_ev == NULL || event_add(child->status_ev, NULL) < 0)
+        msg_fatal("event_new: out of memory");
     child->pid = pid;
     child->serv = serv;
     child->path = xstrdup(serv->path);
@@ -293,6 +343,9 @@ static struct master_child *find_child(struct master_state *ms, pid_t pid)
 /* free_child - release a child record */
 static void free_child(struct master_child *child)
 {
+    if (child->status_ev)
+        event_free(child->status_ev);
+    close(child->status_fd);
     free(child->path);
     free(child->service_name);
     free(child);
