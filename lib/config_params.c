@@ -36,7 +36,8 @@ const struct config_param config_params[] = {
     STR("data_directory", "/var/lib/postern"),
     STR("daemon_directory", "/usr/lib/postern"),
     STR("virtual_mailbox_base", "/var/mail/vhosts"),
-    STR("auth_directory", "$data_directory/auth"),
+    STR("auth_directory", "/var/lib/postern-auth"),
+    STR("auth_passwd_file", "$auth_directory/passwd"),  /* Dovecot passwd-file: user:{SCHEME}hash:... */
     STR("mail_owner", "postern"),
     STR("auth_owner", "postern-auth"),
     STR("vmail_owner", "vmail"),
@@ -67,6 +68,7 @@ const struct config_param config_params[] = {
     INT("line_length_limit", "2048", 1),
     TIME("smtpd_timeout", "300s", 1),
     INT("smtpd_recipient_limit", "1000", 1),
+    INT("smtpd_hard_error_limit", "20", 1),
     BOOL("smtpd_helo_required", "no"),
     BOOL("disable_vrfy_command", "yes"),
     BOOL("smtpd_delay_reject", "yes"),

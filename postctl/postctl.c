@@ -31,6 +31,10 @@ static const struct command commands[] = {
     {"check", cmd_check, "validate configuration files and file ownerships"},
     {"conf", cmd_conf, "print effective main.cf parameters (like postconf)"},
     {"map", cmd_map, "compile a text lookup table into a .db file (like postmap)"},
+    {"domain", cmd_domain, "add, delete, list the domains served (mailbox, alias, relay)"},
+    {"user", cmd_user, "add, delete, list mailboxes; set passwords"},
+    {"alias", cmd_alias, "add, delete, list virtual aliases"},
+    {"pw", cmd_pw, "hash a password (like doveadm pw)"},
 };
 
 /* usage - the command list */

@@ -31,6 +31,14 @@ int cmd_status(struct postctl *ctl, int argc, char **argv);
 int cmd_check(struct postctl *ctl, int argc, char **argv);
 int cmd_conf(struct postctl *ctl, int argc, char **argv);
 int cmd_map(struct postctl *ctl, int argc, char **argv);
+int cmd_domain(struct postctl *ctl, int argc, char **argv);
+int cmd_user(struct postctl *ctl, int argc, char **argv);
+int cmd_alias(struct postctl *ctl, int argc, char **argv);
+int cmd_pw(struct postctl *ctl, int argc, char **argv);
+
+struct strbuf;
+/* postctl_read_password - from one line of stdin, or asked twice on the terminal */
+int postctl_read_password(bool from_stdin, struct strbuf *out, struct strbuf *err);
 
 /* postctl_wants_help - argv has -h or --help */
 bool postctl_wants_help(int argc, char **argv);

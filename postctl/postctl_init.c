@@ -354,6 +354,20 @@ static int make_tables(struct config *cfg, struct strbuf *err)
     return 0;
 }
 
+/* make_passwd_file - the password table, readable by authd's user alone */
+static int make_passwd_file(struct config *cfg, struct strbuf *err)
+{
+    const char *path = config_str(cfg, "auth_passwd_file");
+    uid_t   uid;
+    gid_t   gid;
+
+    if (access(path, F_OK) == 0)
+        return 0;
+    if (layout_owner_ids(cfg, OWNER_AUTH, &uid, &gid, err) < 0)
+        return -1;
+    return fs_write_atomic(path, "", 0, 0600, uid, gid, err);
+}
+
 /* make_certificate - a self-signed certificate unless one is there already */
 static int make_certificate(struct config *cfg, struct strbuf *err)
 {
@@ -418,6 +432,7 @@ int cmd_init(struct postctl *ctl, int argc, char **argv)
     if ((cfg = config_load(config_dir.data, &err)) == NULL
         || make_directories(cfg, &err) < 0
         || make_tables(cfg, &err) < 0
+        || make_passwd_file(cfg, &err) < 0
         || make_certificate(cfg, &err) < 0)
         goto out;
     printf("postctl init: instance ready in %s\n", opts.dir ? base.data : config_dir.data);
