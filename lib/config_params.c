@@ -37,9 +37,9 @@ const struct config_param config_params[] = {
     STR("daemon_directory", "/usr/lib/postern"),
     STR("virtual_mailbox_base", "/var/mail/vhosts"),
     STR("auth_directory", "/var/lib/postern-auth"),
-    STR("auth_passwd_file", "$auth_directory/passwd"),
+    STR("auth_passwd_file", "$auth_directory/passwd"),  /* Dovecot passwd-file: user:{SCHEME}hash:... */
     INT("virtual_alias_expansion_limit", "1000", 1),
-    INT("virtual_alias_recursion_limit", "100", 1),  /* Dovecot passwd-file: user:{SCHEME}hash:... */
+    INT("virtual_alias_recursion_limit", "100", 1),
     STR("mail_owner", "postern"),
     STR("auth_owner", "postern-auth"),
     STR("vmail_owner", "vmail"),

@@ -3,17 +3,20 @@
  *
  * Runs in the service skeleton (lib/service.h) as user mail_owner in
  * queue_directory; one process serves many sessions (smtpd_session.c).
- * This file reads the settings from main.cf and provides the message store
- * that sessions hand messages to.
+ * This file reads the settings from main.cf, sets up the recipient checks
+ * (smtpd_check.c: tables opened while still privileged, as they may live
+ * outside the chroot) and, after the privilege drop, the queue store
+ * (smtpd_queue.c) that sessions hand messages to.
  *
- * The store is smtpd_store_none until the queue exists: it reads and drops
- * every message and answers 451, so no client is ever told a message was
- * accepted when it was not.
+ * smtpd_store_none stays for tests of the protocol engine: it reads and
+ * drops every message and answers 451, so no client is ever told a message
+ * was accepted when it was not.
  */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "config.h"
 #include "log.h"
@@ -22,8 +25,6 @@
 #include "strbuf.h"
 
 #include "smtpd.h"
-
-#define SMTPD_HARD_ERROR_LIMIT 20       /* as Postfix's smtpd_hard_error_limit */
 
 static struct smtpd_server server;
 
@@ -69,9 +70,10 @@ static void smtpd_init(struct service *svc)
     struct smtpd_settings *set = &server.set;
     long long line_limit = config_int(svc->cfg, "line_length_limit");
     long long limit = config_size(svc->cfg, "message_size_limit");
+    long long hard_errors = config_int(svc->cfg, "smtpd_hard_error_limit");
 
     server.svc = svc;
-    server.store = &smtpd_store_none;
+    server.store = &smtpd_store_queue;
     set->hostname = xstrdup(config_str(svc->cfg, "myhostname"));
     set->banner = xstrdup(config_str(svc->cfg, "smtpd_banner"));
     /* RFC 5321 4.5.3.1.4: a command line may be 512 octets; we never take less. */
@@ -87,8 +89,21 @@ static void smtpd_init(struct service *svc)
     set->recipient_limit = config_int(svc->cfg, "smtpd_recipient_limit");
     set->helo_required = config_bool(svc->cfg, "smtpd_helo_required");
     set->disable_vrfy = config_bool(svc->cfg, "disable_vrfy_command");
-    set->hard_error_limit = SMTPD_HARD_ERROR_LIMIT;
+    /* The table's minimum is 1; a huge value means "no limit" in practice. */
+    set->hard_error_limit = (unsigned) (hard_errors > 1000000 ? 1000000 : hard_errors);
+    set->myorigin = xstrdup(config_str(svc->cfg, "myorigin"));
+    set->mail_name = xstrdup(config_str(svc->cfg, "mail_name"));
+    server.check = smtpd_check_init(svc);
+    /* Received: dates are local time; the zone file is out of reach after chroot. */
+    tzset();
     svc->app = &server;
+}
+
+/* smtpd_ready - unprivileged now, in the queue directory: open it for the store */
+static void smtpd_ready(struct service *svc)
+{
+    (void) svc;
+    smtpd_queue_init(&server);
 }
 
 /* smtpd_accept - a new client */
@@ -119,7 +134,7 @@ static const struct service_ops smtpd_ops = {
     .user_param = "mail_owner",
     .dir_param = "queue_directory",
     .init = smtpd_init,
-    .ready = NULL,
+    .ready = smtpd_ready,
     .accept = smtpd_accept,
     .active = smtpd_active,
     .stop = smtpd_stop,

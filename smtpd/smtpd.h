@@ -5,6 +5,10 @@
  * smtpd_session.c  one SMTP connection: command reader, state machine, replies
  * smtpd_data.c     the DATA phase: end-of-message detection, dot-unstuffing,
  *                  bare CR/LF detection, size limit, hand-off to the store
+ * smtpd_queue.c    the queue store: queue file in incoming/, Received:
+ *                  header, 250 only after commit; the nudge to qmgr
+ * smtpd_check.c    recipient checks at RCPT: domain classes, unknown users,
+ *                  relay permission (smtpd_relay/recipient_restrictions)
  *
  * The store is the seam between the protocol and the queue: smtpd_data.c
  * hands it the message in chunks and then either commits or discards it. The
@@ -16,7 +20,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "address.h"
 #include "service.h"
@@ -36,11 +42,24 @@ struct smtpd_settings {
     bool    helo_required;              /* smtpd_helo_required */
     bool    disable_vrfy;               /* disable_vrfy_command */
     unsigned hard_error_limit;          /* bad commands before 421 */
+    char   *myorigin;                   /* appended to addresses without a domain */
+    char   *mail_name;                  /* "Postern": the Received: header's "by ... (NAME)" */
+};
+
+/* Who is connected: what logs, checks and the Received: header need. */
+struct smtpd_client {
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    char    addr[INET6_ADDRSTRLEN];     /* "192.0.2.1", "2001:db8::1"; "local" for AF_UNIX */
+    unsigned port;
+    const char *name;                   /* reverse name; "unknown" (we do no DNS yet) */
+    char    ident[INET6_ADDRSTRLEN + 32];   /* "unknown[192.0.2.1]:1234" for logs */
 };
 
 /* The envelope of the message being received, as a store sees it. */
 struct smtpd_envelope {
-    const char *client;                 /* "[192.0.2.1]:1234" for logs */
+    const char *client;                 /* "unknown[192.0.2.1]:1234" for logs */
+    const struct smtpd_client *cl;      /* the same, in parts */
     const char *helo;                   /* HELO/EHLO argument, "" if none */
     const char *protocol;               /* "SMTP" or "ESMTP" */
     struct address sender;              /* flags ADDRESS_NULL for "<>" */
@@ -72,14 +91,37 @@ struct smtpd_store {
 /* smtpd_store_none - stores nothing, accepts nothing (no queue yet) */
 extern const struct smtpd_store smtpd_store_none;
 
+struct smtpd_check;
+
 /* Per-process state: service->app. */
 struct smtpd_server {
     struct service *svc;
     struct smtpd_settings set;
     const struct smtpd_store *store;
+    struct smtpd_check *check;          /* recipient checks; NULL: accept any recipient */
     struct smtpd_session *sessions;     /* all live sessions, for stop */
     unsigned session_count;
 };
+
+/* smtpd_queue.c */
+/* smtpd_store_queue - queue files in incoming/ (after smtpd_queue_init) */
+extern const struct smtpd_store smtpd_store_queue;
+/* smtpd_queue_init - after the privilege drop: the queue directory is the cwd */
+void smtpd_queue_init(struct smtpd_server *srv);
+/* smtpd_queue_format_received - the Received: header (LF line ends), for the store and tests */
+void smtpd_queue_format_received(struct strbuf *out, const struct smtpd_envelope *env,
+                                 const char *hostname, const char *mail_name,
+                                 const char *queue_id, const char *rcpt, time_t when);
+
+/* smtpd_check.c */
+/* smtpd_check_init - tables, mynetworks, restriction lists; fatal on a configuration error */
+struct smtpd_check *smtpd_check_init(struct service *svc);
+void smtpd_check_free(struct smtpd_check *chk);
+/* smtpd_check_rcpt - 0: accept; -1: refused with the reply (4xx/5xx) in reply */
+int  smtpd_check_rcpt(struct smtpd_check *chk, const struct smtpd_client *cl,
+                      const struct address *rcpt, struct strbuf *reply);
+/* smtpd_canonical_address - trailing dot off the domain; "@myorigin" for a bare local part */
+void smtpd_canonical_address(struct address *a, const char *myorigin);
 
 /* smtpd_session.c */
 /* smtpd_session_start - greet a new client on fd (non-blocking; closed when done) */

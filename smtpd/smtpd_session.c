@@ -12,11 +12,17 @@
  * next LF as it arrives, never buffered whole, and answered with 500 once it
  * ends, so we do not lose synchronization with the client.
  *
+ * Addresses without a domain get "@myorigin" and lose a trailing dot on the
+ * domain before anything looks at them (smtpd_canonical_address); RCPT then
+ * asks smtpd_check.c whether the recipient is acceptable from this client.
+ *
  * Replies carry RFC 3463 enhanced status codes and Postfix's wording. Every
- * session is logged: "connect from [addr]:port", how it ended if not by QUIT
- * ("lost connection/timeout/too many errors after CMD"), rejected messages
- * ("NOQUEUE: reject: ..."), and "disconnect from ... ehlo=1 mail=1 ...
- * commands=N" with ok/total per command as Postfix counts them.
+ * session is logged: "connect from unknown[addr]:port" (no DNS lookups yet,
+ * so every client is "unknown" as in Postfix), how it ended if not by QUIT
+ * ("lost connection/timeout/too many errors after CMD"), rejected recipients
+ * and messages ("NOQUEUE: reject: RCPT from ..."), and "disconnect from ...
+ * ehlo=1 mail=1 ... commands=N" with ok/total per command as Postfix counts
+ * them.
  *
  * Stop: idle sessions get "421 4.3.2 Service shutting down"; a session inside
  * DATA finishes its message first and gets the 421 after the final reply.
@@ -72,7 +78,7 @@ struct smtpd_session {
     struct smtpd_server *srv;
     struct smtpd_session *prev, *next;
     struct bufferevent *bev;
-    char    client[INET6_ADDRSTRLEN + 16];  /* "[addr]:port" */
+    struct smtpd_client cl;
     enum phase phase;
     bool    closing;                    /* last reply queued; free when written */
     bool    stop_after_data;            /* service stop arrived during DATA */
@@ -131,7 +137,7 @@ static void reply(struct smtpd_session *s, const char *fmt, ...)
     sb_vprintf(&s->reply, fmt, ap);
     va_end(ap);
     if (log_verbose_level() > 0)
-        msg_verbose("> %s: %s", s->client, sb_str(&s->reply));
+        msg_verbose("> %s: %s", s->cl.ident, sb_str(&s->reply));
     sb_append(&s->reply, "\r\n", 2);
     evbuffer_add(out, sb_str(&s->reply), sb_len(&s->reply));
 }
@@ -196,7 +202,7 @@ static void log_disconnect(struct smtpd_session *s)
     sb_printf(&line, " commands=%u", ok);
     if (ok != total)
         sb_printf(&line, "/%u", total);
-    msg_info("disconnect from %s%s", s->client, sb_str(&line));
+    msg_info("disconnect from %s%s", s->cl.ident, sb_str(&line));
     sb_free(&line);
 }
 
@@ -280,7 +286,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
-        msg_info("timeout after %s from %s", after_what(s, buf, sizeof(buf)), s->client);
+        msg_info("timeout after %s from %s", after_what(s, buf, sizeof(buf)), s->cl.ident);
         if (what & BEV_EVENT_WRITING) {
             session_free(s);
             return;
@@ -292,36 +298,59 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (what & BEV_EVENT_ERROR) {
         msg_info("lost connection after %s from %s: %s", after_what(s, buf, sizeof(buf)),
-                 s->client, strerror(EVUTIL_SOCKET_ERROR()));
+                 s->cl.ident, strerror(EVUTIL_SOCKET_ERROR()));
         session_free(s);
         return;
     }
     /* End of file: a client that half-closed still gets the replies already queued. */
-    msg_info("lost connection after %s from %s", after_what(s, buf, sizeof(buf)), s->client);
+    msg_info("lost connection after %s from %s", after_what(s, buf, sizeof(buf)), s->cl.ident);
     close_session(s);
     maybe_free(s);
 }
 
-/* format_client - "[192.0.2.1]:1234", "[2001:db8::1]:1234", "[local]" */
-static void format_client(char *buf, size_t len, const struct sockaddr_storage *peer,
+/* format_client - address, port and "unknown[192.0.2.1]:1234" for logs */
+static void format_client(struct smtpd_client *cl, const struct sockaddr_storage *peer,
                           socklen_t peer_len)
 {
-    char    addr[INET6_ADDRSTRLEN];
-
+    memset(cl, 0, sizeof(*cl));
+    if (peer_len > (socklen_t) sizeof(cl->peer))
+        peer_len = sizeof(cl->peer);
+    memcpy(&cl->peer, peer, (size_t) peer_len);
+    cl->peer_len = peer_len;
+    /* No DNS in the event loop: Postfix's name for a client without one. */
+    cl->name = "unknown";
     if (peer->ss_family == AF_INET && peer_len >= (socklen_t) sizeof(struct sockaddr_in)) {
         const struct sockaddr_in *sin = (const struct sockaddr_in *) peer;
 
-        inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof(addr));
-        snprintf(buf, len, "[%s]:%u", addr, ntohs(sin->sin_port));
+        inet_ntop(AF_INET, &sin->sin_addr, cl->addr, sizeof(cl->addr));
+        cl->port = ntohs(sin->sin_port);
     } else if (peer->ss_family == AF_INET6
                && peer_len >= (socklen_t) sizeof(struct sockaddr_in6)) {
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *) peer;
 
-        inet_ntop(AF_INET6, &sin6->sin6_addr, addr, sizeof(addr));
-        snprintf(buf, len, "[%s]:%u", addr, ntohs(sin6->sin6_port));
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            /* An IPv4 client on a dual-stack socket: show it as IPv4, as Postfix does. */
+            struct sockaddr_in *sin = (struct sockaddr_in *) &cl->peer;
+            struct in_addr v4;
+
+            memcpy(&v4, &sin6->sin6_addr.s6_addr[12], sizeof(v4));
+            memset(&cl->peer, 0, sizeof(cl->peer));
+            sin->sin_family = AF_INET;
+            sin->sin_addr = v4;
+            sin->sin_port = sin6->sin6_port;
+            cl->peer_len = sizeof(*sin);
+            inet_ntop(AF_INET, &v4, cl->addr, sizeof(cl->addr));
+        } else {
+            inet_ntop(AF_INET6, &sin6->sin6_addr, cl->addr, sizeof(cl->addr));
+        }
+        cl->port = ntohs(sin6->sin6_port);
     } else {
-        snprintf(buf, len, "[local]");
+        cl->peer_len = 0;
+        snprintf(cl->addr, sizeof(cl->addr), "local");
+        snprintf(cl->ident, sizeof(cl->ident), "%s[local]", cl->name);
+        return;
     }
+    snprintf(cl->ident, sizeof(cl->ident), "%s[%s]:%u", cl->name, cl->addr, cl->port);
 }
 
 /* smtpd_session_start - greet a new client on fd (non-blocking; closed when done) */
@@ -341,10 +370,11 @@ void smtpd_session_start(struct smtpd_server *srv, int fd,
         return;
     }
     s->srv = srv;
-    format_client(s->client, sizeof(s->client), peer, peer_len);
+    format_client(&s->cl, peer, peer_len);
     s->phase = PHASE_CMD;
     s->last_cmd = "CONNECT";
-    s->env.client = s->client;
+    s->env.client = s->cl.ident;
+    s->env.cl = &s->cl;
     s->env.helo = "";
     s->env.protocol = "SMTP";
     s->env.declared_size = -1;
@@ -360,7 +390,7 @@ void smtpd_session_start(struct smtpd_server *srv, int fd,
     srv->sessions = s;
     srv->session_count++;
 
-    msg_info("connect from %s", s->client);
+    msg_info("connect from %s", s->cl.ident);
     in_high = srv->set.line_limit * 2 + 4;
     if (in_high < SESSION_IN_HIGH)
         in_high = SESSION_IN_HIGH;
@@ -470,7 +500,7 @@ static void do_command(struct smtpd_session *s)
     unsigned errors_before = s->errors;
 
     if (log_verbose_level() > 0)
-        msg_verbose("< %s: %s", s->client, line);
+        msg_verbose("< %s: %s", s->cl.ident, line);
     /* Trailing white space is noise; a NUL inside would cut the line silently. */
     while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
         line[--len] = 0;
@@ -513,7 +543,7 @@ static void finish_data(struct smtpd_session *s)
         s->cmd_ok[CMD_DATA]++;
     } else {
         msg_info("NOQUEUE: reject: END-OF-MESSAGE from %s: %s; from=<%s> nrcpt=%zu "
-                 "size=%lld proto=%s helo=<%s>", s->client, sb_str(&text),
+                 "size=%lld proto=%s helo=<%s>", s->cl.ident, sb_str(&text),
                  sb_str(&s->env.sender.addr), s->env.rcpt_count, s->data.size,
                  s->env.protocol, sb_str(&s->helo));
     }
@@ -555,7 +585,7 @@ static void session_process(struct smtpd_session *s)
             break;
         }
         if (!s->closing && s->errors >= s->srv->set.hard_error_limit) {
-            msg_info("too many errors after %s from %s", s->last_cmd, s->client);
+            msg_info("too many errors after %s from %s", s->last_cmd, s->cl.ident);
             reply(s, "421 4.7.0 %s Error: too many errors", s->srv->set.hostname);
             close_session(s);
         }
@@ -679,7 +709,7 @@ static void cmd_mail(struct smtpd_session *s, char *arg)
     }
     used = address_parse_path(path, strlen(path), ADDRESS_ALLOW_NULL, &s->env.sender, &why);
     if (used < 0) {
-        msg_verbose("%s: bad sender address: %s", s->client, why);
+        msg_verbose("%s: bad sender address: %s", s->cl.ident, why);
         reply_error(s, "501 5.1.7 Bad sender address syntax");
         return;
     }
@@ -708,15 +738,17 @@ static void cmd_mail(struct smtpd_session *s, char *arg)
         reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
         return;
     }
+    smtpd_canonical_address(&s->env.sender, set->myorigin);
     s->env.declared_size = size;
     s->env.body_8bit = body_8bit;
     s->in_mail = true;
     reply(s, "250 2.1.0 Ok");
 }
 
-/* cmd_rcpt - RCPT TO:<recipient>: any valid address for now */
+/* cmd_rcpt - RCPT TO:<recipient>: checked by smtpd_check.c */
 static void cmd_rcpt(struct smtpd_session *s, char *arg)
 {
+    struct strbuf text = STRBUF_INIT;
     char   *path;
     char   *cursor;
     char   *param;
@@ -748,7 +780,7 @@ static void cmd_rcpt(struct smtpd_session *s, char *arg)
     rcpt = &s->env.rcpt[s->env.rcpt_count];
     used = address_parse_path(path, strlen(path), 0, rcpt, &why);
     if (used < 0) {
-        msg_verbose("%s: bad recipient address: %s", s->client, why);
+        msg_verbose("%s: bad recipient address: %s", s->cl.ident, why);
         reply_error(s, "501 5.1.3 Bad recipient address syntax");
         return;
     }
@@ -757,6 +789,17 @@ static void cmd_rcpt(struct smtpd_session *s, char *arg)
         reply_error(s, "555 5.5.4 Unsupported option: %s", param);
         return;
     }
+    smtpd_canonical_address(rcpt, s->srv->set.myorigin);
+    if (s->srv->check != NULL && smtpd_check_rcpt(s->srv->check, &s->cl, rcpt, &text) != 0) {
+        msg_info("NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+                 s->cl.ident, sb_str(&text), sb_str(&s->env.sender.addr), sb_str(&rcpt->addr),
+                 s->env.protocol, sb_str(&s->helo));
+        /* Counted as an error: it slows down guessing user names. */
+        reply_error(s, "%s", sb_str(&text));
+        sb_free(&text);
+        return;
+    }
+    sb_free(&text);
     s->env.rcpt_count++;
     reply(s, "250 2.1.5 Ok");
 }
