@@ -214,6 +214,9 @@ static void session_free(struct smtpd_session *s)
     log_disconnect(s);
     smtpd_data_free(&s->data);
     reset_transaction(s);
+    /* Slots past rcpt_count may hold a refused recipient's strings. */
+    for (size_t i = 0; i < s->rcpt_alloc; i++)
+        address_free(&s->env.rcpt[i]);
     free(s->env.rcpt);
     address_free(&s->env.sender);
     sb_free(&s->helo);

@@ -150,7 +150,8 @@ static void test_defaults(void **state)
 
     (void) state;
     assert_string_equal(config_str(cfg, "queue_directory"), "/var/spool/postern");
-    assert_string_equal(config_str(cfg, "auth_directory"), "/var/lib/postern/auth");
+    assert_string_equal(config_str(cfg, "auth_directory"), "/var/lib/postern-auth");
+    assert_string_equal(config_str(cfg, "auth_passwd_file"), "/var/lib/postern-auth/passwd");   /* $auth_directory expanded */
     assert_string_equal(config_str(cfg, "config_directory"), tmpdir);
     assert_string_equal(config_str(cfg, "maillog_file"), "");
     assert_int_equal(config_int(cfg, "default_process_limit"), 1);

@@ -1,0 +1,420 @@
+/*
+ * smtpd_queue - the queue store: each accepted message becomes a queue file.
+ *
+ * Interface (smtpd.h): smtpd_store_queue, smtpd_queue_init(),
+ * smtpd_queue_format_received().
+ *
+ * open() creates incoming/ID.tmp with the envelope (lib/queue_file.h),
+ * relative to a descriptor of the queue directory taken once after the
+ * privilege drop (our cwd, chrooted or not), and writes the Received:
+ * header. write() turns the CRLF line ends of the DATA stream into the LF
+ * that queue files hold. commit() has the writer fsync the file and rename
+ * it to incoming/ID; only when that succeeded is the reply "250 2.0.0 Ok:
+ * queued as ID". Every failure gives "451 4.3.0 Error: queue file write
+ * error" and aborts the writer, which removes the temporary file: nothing is
+ * left behind and the client keeps the message.
+ *
+ * Duplicate recipients (compared without case, as the tables compare) are
+ * stored once, as Postfix's cleanup does.
+ *
+ * After a commit, qmgr is nudged with the ipc record "type=new
+ * queue_id=ID" over one non-blocking connection to private/qmgr. The nudge is
+ * best effort and never waits: when qmgr is down, slow or its socket buffer
+ * is full, the nudge is dropped, since qmgr scans incoming/ on its own. A
+ * failed connection is retried at most once a second.
+ *
+ * Diagnostics: "ID: client=NAME[ADDR]:PORT" when a queue file is created;
+ * warnings with the writer's error text when it fails.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "ipc.h"
+#include "log.h"
+#include "mem.h"
+#include "queue_file.h"
+#include "service.h"
+#include "strbuf.h"
+
+#include "smtpd.h"
+
+#define QMGR_SOCKET         "private/qmgr"
+#define QMGR_CONNECT_MS     20          /* a local socket answers at once or not at all */
+#define QMGR_RETRY_SECS     1
+#define HELO_TEXT_MAX       255         /* HELO text kept in the envelope and Received: */
+
+/* One message being received. */
+struct queue_msg {
+    struct queue_writer *w;
+    struct queue_envelope env;          /* our own copies; freed with the handle */
+    struct strbuf buf;                  /* content with LF line ends, for the writer */
+    bool    pending_cr;                 /* the last chunk ended in CR: maybe half a CRLF */
+};
+
+/* Per-process state. */
+static struct {
+    struct smtpd_server *srv;
+    int     dirfd;                      /* the queue directory */
+    int     qmgr_fd;                    /* nudge connection, -1 if none */
+    struct event *qmgr_ev;              /* notices qmgr closing the connection */
+    struct timespec qmgr_last_try;
+    bool    qmgr_tried;
+    bool    qmgr_warned;                /* one warning per outage, not one per message */
+} q = {NULL, -1, -1, NULL, {0, 0}, false, false};
+
+/* printable_copy - untrusted text for a header or envelope line: bounded, no controls */
+static char *printable_copy(const char *text, size_t max)
+{
+    size_t  len = strnlen(text, max);
+    char   *copy = xstrndup(text, len);
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) copy[i];
+
+        if (c < 0x20 || c == 0x7f)
+            copy[i] = '?';
+    }
+    return copy;
+}
+
+/* smtpd_queue_format_received - the Received: header (LF line ends), for the store and tests */
+void smtpd_queue_format_received(struct strbuf *out, const struct smtpd_envelope *env,
+                                 const char *hostname, const char *mail_name,
+                                 const char *queue_id, const char *rcpt, time_t when)
+{
+    const struct smtpd_client *cl = env->cl;
+    const char *name = cl && cl->name ? cl->name : "unknown";
+    const char *addr = cl ? cl->addr : "unknown";
+    char   *helo = printable_copy(env->helo && *env->helo ? env->helo : name, HELO_TEXT_MAX);
+    char    date[64];
+    struct tm tm;
+
+    /* RFC 5322 3.3 date-time; daemons never call setlocale, so names are English. */
+    if (localtime_r(&when, &tm) == NULL
+        || strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm) == 0)
+        snprintf(date, sizeof(date), "Thu, 01 Jan 1970 00:00:00 +0000 (UTC)");
+    sb_printf(out, "Received: from %s (%s [%s%s])\n", helo, name,
+              cl && cl->peer.ss_family == AF_INET6 ? "IPv6:" : "", addr);
+    sb_printf(out, "\tby %s (%s) with %s id %s", hostname, mail_name, env->protocol, queue_id);
+    if (rcpt != NULL)
+        sb_printf(out, "\n\tfor <%s>; %s\n", rcpt, date);
+    else
+        sb_printf(out, ";\n\t%s\n", date);
+    free(helo);
+}
+
+/* envelope_free - our copies in env */
+static void envelope_free(struct queue_envelope *env)
+{
+    free(env->sender);
+    free(env->client_addr);
+    free(env->client_name);
+    free(env->helo);
+    free(env->protocol);
+    free(env->body_type);
+    for (size_t i = 0; i < env->nrcpt; i++)
+        free(env->rcpts[i].address);
+    free(env->rcpts);
+    memset(env, 0, sizeof(*env));
+}
+
+/* envelope_fill - the queue envelope from the session's, duplicates dropped */
+static void envelope_fill(struct queue_envelope *qe, const struct smtpd_envelope *env)
+{
+    const struct smtpd_client *cl = env->cl;
+
+    memset(qe, 0, sizeof(*qe));
+    qe->sender = xstrdup((env->sender.flags & ADDRESS_NULL) ? "" : sb_str(&env->sender.addr));
+    qe->arrival = (int64_t) time(NULL);
+    qe->client_addr = xstrdup(cl ? cl->addr : "unknown");
+    qe->client_name = xstrdup(cl && cl->name ? cl->name : "unknown");
+    qe->helo = printable_copy(env->helo ? env->helo : "", HELO_TEXT_MAX);
+    qe->protocol = xstrdup(env->protocol);
+    qe->body_type = env->body_8bit ? xstrdup("8BITMIME") : NULL;
+    qe->rcpts = xcalloc(env->rcpt_count ? env->rcpt_count : 1, sizeof(*qe->rcpts));
+    for (size_t i = 0; i < env->rcpt_count; i++) {
+        const char *addr = sb_str(&env->rcpt[i].addr);
+        bool    dup = false;
+
+        /* Quadratic, but bounded by smtpd_recipient_limit and cheap next to fsync. */
+        for (size_t k = 0; k < qe->nrcpt && !dup; k++)
+            dup = strcasecmp(qe->rcpts[k].address, addr) == 0;
+        if (dup)
+            continue;
+        qe->rcpts[qe->nrcpt].address = xstrdup(addr);
+        qe->rcpts[qe->nrcpt].state = QUEUE_RCPT_PENDING;
+        qe->nrcpt++;
+    }
+}
+
+/* msg_free - the handle and everything in it (the writer is already gone) */
+static void msg_free(struct queue_msg *m)
+{
+    envelope_free(&m->env);
+    sb_free(&m->buf);
+    free(m);
+}
+
+/* queue_open - create the queue file and write the Received: header */
+static void *queue_open(const struct smtpd_envelope *env, struct strbuf *reply)
+{
+    struct queue_msg *m;
+    struct strbuf err = STRBUF_INIT;
+    struct strbuf hdr = STRBUF_INIT;
+    const struct smtpd_settings *set;
+
+    if (q.srv == NULL || q.dirfd < 0)
+        msg_panic("smtpd_queue: store used before smtpd_queue_init");
+    set = &q.srv->set;
+    m = xcalloc(1, sizeof(*m));
+    sb_init(&m->buf);
+    envelope_fill(&m->env, env);
+    m->w = queue_writer_create(q.dirfd, &m->env, &err);
+    if (m->w == NULL) {
+        msg_warn("%s: cannot create a queue file: %s", env->client, sb_str(&err));
+        goto fail;
+    }
+    msg_info("%s: client=%s", m->env.queue_id, env->client);
+    smtpd_queue_format_received(&hdr, env, set->hostname, set->mail_name, m->env.queue_id,
+                                m->env.nrcpt == 1 ? m->env.rcpts[0].address : NULL,
+                                (time_t) m->env.arrival);
+    if (queue_writer_write(m->w, sb_str(&hdr), sb_len(&hdr), &err) != 0) {
+        msg_warn("%s: queue file write error: %s", m->env.queue_id, sb_str(&err));
+        queue_writer_abort(m->w);
+        goto fail;
+    }
+    sb_free(&hdr);
+    sb_free(&err);
+    return m;
+
+  fail:
+    sb_set(reply, "451 4.3.0 Error: queue file write error");
+    msg_free(m);
+    sb_free(&hdr);
+    sb_free(&err);
+    return NULL;
+}
+
+/*
+ * queue_write - content with CRLF line ends in, LF line ends out. The DATA
+ * reader rejects messages with a bare CR or LF at the end, so what we do with
+ * those here only has to be safe, not right.
+ */
+static int queue_write(void *msg, const char *data, size_t len)
+{
+    struct queue_msg *m = msg;
+    struct strbuf err = STRBUF_INIT;
+    size_t  i = 0;
+    int     ret = 0;
+
+    sb_reset(&m->buf);
+    if (m->pending_cr && len > 0 && data[0] != '\n')
+        sb_putc(&m->buf, '\r');
+    m->pending_cr = false;
+    while (i < len) {
+        const char *cr = memchr(data + i, '\r', len - i);
+        size_t  end = cr ? (size_t) (cr - data) : len;
+
+        sb_append(&m->buf, data + i, end - i);
+        if (cr == NULL)
+            break;
+        if (end + 1 == len)
+            m->pending_cr = true;       /* the LF may come in the next chunk */
+        else if (data[end + 1] != '\n')
+            sb_putc(&m->buf, '\r');
+        i = end + 1;
+    }
+    if (sb_len(&m->buf) > 0
+        && queue_writer_write(m->w, sb_str(&m->buf), sb_len(&m->buf), &err) != 0) {
+        msg_warn("%s: queue file write error: %s", m->env.queue_id, sb_str(&err));
+        ret = -1;
+    }
+    sb_free(&err);
+    return ret;
+}
+
+/* monotonic_secs - seconds on a clock that does not jump */
+static double monotonic_secs(const struct timespec *ts)
+{
+    return (double) ts->tv_sec + (double) ts->tv_nsec / 1e9;
+}
+
+/* qmgr_close - drop the nudge connection */
+static void qmgr_close(void)
+{
+    if (q.qmgr_ev != NULL) {
+        event_free(q.qmgr_ev);
+        q.qmgr_ev = NULL;
+    }
+    if (q.qmgr_fd >= 0) {
+        close(q.qmgr_fd);
+        q.qmgr_fd = -1;
+    }
+}
+
+/* qmgr_readable - qmgr says nothing on this connection, so anything readable is its end */
+static void qmgr_readable(evutil_socket_t fd, short what, void *arg)
+{
+    char    junk[512];
+    ssize_t n;
+
+    (void) what;
+    (void) arg;
+    n = recv(fd, junk, sizeof(junk), MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+        return;
+    msg_verbose("qmgr closed the notification connection");
+    qmgr_close();
+}
+
+/* qmgr_connect - (re)connect, at most once a second; false if there is no connection */
+static bool qmgr_connect(void)
+{
+    struct strbuf err = STRBUF_INIT;
+    struct timespec now;
+    int     fd;
+    int     flags;
+
+    if (q.qmgr_fd >= 0)
+        return true;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (q.qmgr_tried && monotonic_secs(&now) - monotonic_secs(&q.qmgr_last_try) < QMGR_RETRY_SECS)
+        return false;
+    q.qmgr_tried = true;
+    q.qmgr_last_try = now;
+    fd = ipc_connect(QMGR_SOCKET, QMGR_CONNECT_MS, &err);
+    if (fd < 0) {
+        if (!q.qmgr_warned)
+            msg_warn("cannot notify qmgr: %s; it will find new mail by scanning incoming/",
+                     sb_str(&err));
+        q.qmgr_warned = true;
+        sb_free(&err);
+        return false;
+    }
+    sb_free(&err);
+    flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0
+        || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+        msg_warn("cannot make the qmgr connection non-blocking: %m");
+        close(fd);
+        return false;
+    }
+    q.qmgr_ev = event_new(q.srv->svc->base, fd, EV_READ | EV_PERSIST, qmgr_readable, NULL);
+    if (q.qmgr_ev == NULL || event_add(q.qmgr_ev, NULL) != 0) {
+        msg_warn("cannot watch the qmgr connection: out of memory");
+        if (q.qmgr_ev != NULL)
+            event_free(q.qmgr_ev);
+        q.qmgr_ev = NULL;
+        close(fd);
+        return false;
+    }
+    q.qmgr_fd = fd;
+    q.qmgr_warned = false;
+    return true;
+}
+
+/* qmgr_notify - best effort "type=new" for queue_id; never waits */
+static void qmgr_notify(const char *queue_id)
+{
+    struct ipc_record rec;
+    struct strbuf wire = STRBUF_INIT;
+
+    ipc_init(&rec, "new");
+    if (ipc_put(&rec, "queue_id", queue_id) != 0)
+        msg_panic("smtpd_queue: queue ID %s does not fit an ipc record", queue_id);
+    ipc_encode(&rec, &wire);
+    /* Two tries: a connection qmgr closed (restart) is noticed only when we write. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        ssize_t n;
+
+        if (!qmgr_connect())
+            break;
+        n = send(q.qmgr_fd, sb_str(&wire), sb_len(&wire), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n == (ssize_t) sb_len(&wire))
+            break;
+        if (n >= 0) {
+            /* Half a record would desynchronize the stream: qmgr sees a cut record and EOF. */
+            msg_verbose("%s: qmgr notification cut short; reconnecting later", queue_id);
+            qmgr_close();
+            break;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            msg_verbose("%s: qmgr is busy; notification dropped", queue_id);
+            break;
+        }
+        msg_verbose("%s: qmgr notification failed: %m", queue_id);
+        qmgr_close();
+    }
+    sb_free(&wire);
+    ipc_free(&rec);
+}
+
+/* queue_commit - on disk for good, then 250; otherwise 451 and nothing left */
+static void queue_commit(void *msg, struct strbuf *reply)
+{
+    struct queue_msg *m = msg;
+    struct strbuf err = STRBUF_INIT;
+    char    id[QUEUE_ID_LEN + 1];
+    int     ok = 0;
+
+    memcpy(id, m->env.queue_id, sizeof(id));
+    id[QUEUE_ID_LEN] = 0;
+    if (m->pending_cr) {
+        /* Cannot happen after the DATA reader's checks; keep the byte anyway. */
+        m->pending_cr = false;
+        if (queue_writer_write(m->w, "\r", 1, &err) != 0) {
+            msg_warn("%s: queue file write error: %s", id, sb_str(&err));
+            queue_writer_abort(m->w);
+            ok = -1;
+        }
+    }
+    if (ok == 0 && queue_writer_commit(m->w, &err) != 0) {
+        msg_warn("%s: queue file write error: %s", id, sb_str(&err));
+        ok = -1;
+    }
+    m->w = NULL;
+    sb_reset(reply);
+    if (ok == 0) {
+        sb_printf(reply, "250 2.0.0 Ok: queued as %s", id);
+        qmgr_notify(id);
+    } else {
+        sb_puts(reply, "451 4.3.0 Error: queue file write error");
+    }
+    sb_free(&err);
+    msg_free(m);
+}
+
+/* queue_discard - rejected or cut off: remove the temporary file */
+static void queue_discard(void *msg)
+{
+    struct queue_msg *m = msg;
+
+    if (m->w != NULL)
+        queue_writer_abort(m->w);
+    m->w = NULL;
+    msg_free(m);
+}
+
+const struct smtpd_store smtpd_store_queue = {
+    "queue", queue_open, queue_write, queue_commit, queue_discard,
+};
+
+/* smtpd_queue_init - after the privilege drop: the queue directory is the cwd */
+void smtpd_queue_init(struct smtpd_server *srv)
+{
+    q.srv = srv;
+    q.dirfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (q.dirfd < 0)
+        msg_fatal("open the queue directory (the working directory): %m");
+}
