@@ -40,6 +40,7 @@ const struct config_param config_params[] = {
     STR("auth_passwd_file", "$auth_directory/passwd"),  /* Dovecot passwd-file: user:{SCHEME}hash:... */
     INT("virtual_alias_expansion_limit", "1000", 1),
     INT("virtual_alias_recursion_limit", "100", 1),
+    STR("virtual_destination_concurrency_limit", ""),   /* empty: twice the virtual processes */
     STR("mail_owner", "postern"),
     STR("auth_owner", "postern-auth"),
     STR("vmail_owner", "vmail"),

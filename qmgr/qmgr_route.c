@@ -1,0 +1,307 @@
+/*
+ * qmgr_route - where each recipient of an active message goes.
+ *
+ * Interface (qmgr.h): qmgr_route_expand(), qmgr_route_message().
+ *
+ * Aliases are expanded once, when a message is first activated, and the
+ * result is made permanent by writing a new queue file (same message, same
+ * envelope, the final recipients, orcpt = the original recipient) into
+ * incoming/ and removing the old one. From then on every recipient in the
+ * queue file is final and has its own status record, so a retry never
+ * repeats a delivery that succeeded to another member of the same alias.
+ * (Postfix gets the same effect by expanding in cleanup before queueing.)
+ *
+ * "First activated" is a file whose recipients are all still pending. Such
+ * a file is expanded; if the expansion gives exactly its recipients again
+ * (expansion is idempotent: an expanded list expands to itself), it is
+ * final already and is routed as it is. A table failure leaves the file
+ * pending (deferred without status records), so it is expanded again at
+ * the next attempt.
+ *
+ * Routing of a final recipient, by the class of its domain (directory.h):
+ *   mailbox  the mailbox must exist (else bounced 5.1.1), then the
+ *            virtual_transport delivery agent
+ *   alias    an address without alias there is unknown: bounced 5.1.1
+ *   local, relay, other
+ *            deferred 4.4.0: no smtp transport yet
+ * Table failures defer (4.3.0). Permanent alias failures (loops, limits)
+ * bounce with 5.4.6 (RFC 3463: routing loop detected).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "delivery_proto.h"
+#include "directory.h"
+#include "log.h"
+#include "mem.h"
+#include "queue_file.h"
+#include "strbuf.h"
+#include "strlist.h"
+
+#include "qmgr.h"
+
+#define COPY_CHUNK (64 * 1024)
+
+/* The expansion of a message: final addresses and the recipient each came from. */
+struct expanded {
+    struct strlist addrs;
+    size_t *origin;                     /* index of the original recipient */
+    size_t  cap;
+};
+
+/* expanded_add - add address from recipient i unless present (case-insensitively) */
+static void expanded_add(struct expanded *x, const char *address, size_t i)
+{
+    if (strlist_contains_nocase(&x->addrs, address))
+        return;
+    if (x->addrs.count == x->cap) {
+        x->cap = x->cap ? x->cap * 2 : 16;
+        x->origin = xreallocarray(x->origin, x->cap, sizeof(*x->origin));
+    }
+    x->origin[x->addrs.count] = i;
+    strlist_add(&x->addrs, address);
+}
+
+/* defer_pending - a table failed: defer every pending recipient, keep the file pending */
+static void defer_pending(struct qmgr_message *msg, const char *dsn, const char *text)
+{
+    msg->keep_pending = true;
+    for (size_t i = 0; i < msg->qf.env.nrcpt; i++)
+        if (msg->qf.env.rcpts[i].state == QUEUE_RCPT_PENDING)
+            qmgr_rcpt_result(msg, i, QUEUE_RCPT_DEFERRED, dsn, text, "none", true);
+}
+
+/* same_recipients - the expansion is the file's own recipient list */
+static bool same_recipients(const struct queue_envelope *env, const struct expanded *x)
+{
+    if (x->addrs.count != env->nrcpt)
+        return false;
+    for (size_t i = 0; i < env->nrcpt; i++)
+        if (!strlist_contains_nocase(&x->addrs, env->rcpts[i].address))
+            return false;
+    return true;
+}
+
+/* copy_message - the message part of the old file into the writer */
+static int copy_message(struct qmgr_message *msg, struct queue_writer *w, struct strbuf *err)
+{
+    char   *buf = xmalloc(COPY_CHUNK);
+    uint64_t off = msg->qf.message_offset, left = msg->qf.message_length;
+    int     ret = 0;
+
+    while (left > 0) {
+        size_t  want = left < COPY_CHUNK ? (size_t) left : COPY_CHUNK;
+        ssize_t n = pread(msg->fd, buf, want, (off_t) off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            sb_printf(err, "read queue file: %s", n < 0 ? strerror(errno) : "unexpected end of file");
+            ret = -1;
+            break;
+        }
+        if (queue_writer_write(w, buf, (size_t) n, err) != 0) {
+            ret = -1;
+            break;
+        }
+        off += (uint64_t) n;
+        left -= (uint64_t) n;
+    }
+    free(buf);
+    return ret;
+}
+
+/* rewrite - a new queue file with the expanded recipients; 0 with new_id */
+static int rewrite(struct qmgr_message *msg, const struct expanded *x, char new_id[QUEUE_ID_LEN + 1],
+                   struct strbuf *err)
+{
+    const struct queue_envelope *old = &msg->qf.env;
+    struct queue_envelope env = *old;   /* shallow: the strings stay the old file's */
+    struct queue_writer *w;
+    struct strbuf *orcpts = xcalloc(x->addrs.count, sizeof(*orcpts));
+    int     ret = -1;
+
+    env.rcpts = xcalloc(x->addrs.count, sizeof(*env.rcpts));
+    env.nrcpt = x->addrs.count;
+    memset(env.queue_id, 0, sizeof(env.queue_id));
+    for (size_t k = 0; k < x->addrs.count; k++) {
+        const struct queue_rcpt *orig = &old->rcpts[x->origin[k]];
+        struct queue_rcpt *rc = &env.rcpts[k];
+
+        rc->address = x->addrs.items[k];
+        rc->notify = orig->notify;
+        rc->state = QUEUE_RCPT_PENDING;
+        /* The DSN original recipient: the client's ORCPT, else the address it sent. */
+        if (orig->orcpt) {
+            rc->orcpt = orig->orcpt;
+        } else if (strcasecmp(orig->address, rc->address) != 0) {
+            sb_printf(&orcpts[k], "rfc822;%s", orig->address);
+            rc->orcpt = orcpts[k].data;
+        }
+    }
+    w = queue_writer_create(qmgr.queue_dirfd, &env, err);
+    if (w != NULL) {
+        if (copy_message(msg, w, err) != 0) {
+            queue_writer_abort(w);
+        } else if (queue_writer_commit(w, err) == 0) {
+            snprintf(new_id, QUEUE_ID_LEN + 1, "%s", env.queue_id);
+            ret = 0;
+        }
+    }
+    for (size_t k = 0; k < x->addrs.count; k++)
+        sb_free(&orcpts[k]);
+    free(orcpts);
+    free(env.rcpts);
+    return ret;
+}
+
+/* qmgr_route_expand - expand aliases of a first-time message; see the file comment */
+enum qmgr_expand_result qmgr_route_expand(struct qmgr_message *msg, char new_id[QUEUE_ID_LEN + 1])
+{
+    struct queue_envelope *env = &msg->qf.env;
+    struct expanded x = {STRLIST_INIT, NULL, 0};
+    struct strbuf err = STRBUF_INIT, text = STRBUF_INIT;
+    char  **permfail = NULL;
+    enum qmgr_expand_result result = QMGR_EXPAND_CONTINUE;
+    char    active[64];
+
+    for (size_t i = 0; i < env->nrcpt; i++)
+        if (env->rcpts[i].state != QUEUE_RCPT_PENDING)
+            return QMGR_EXPAND_CONTINUE;        /* routed before: recipients are final */
+    permfail = xcalloc(env->nrcpt ? env->nrcpt : 1, sizeof(*permfail));
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        struct strlist out = STRLIST_INIT;
+        enum directory_status st = directory_expand(qmgr.dir, env->rcpts[i].address, &out, &err);
+
+        if (st == DIRECTORY_OK && x.addrs.count + out.count > DELIVERY_MAX_RCPT) {
+            sb_printf(&err, "more than %d recipients after alias expansion", DELIVERY_MAX_RCPT);
+            st = DIRECTORY_PERMFAIL;
+        }
+        if (st == DIRECTORY_TEMPFAIL) {
+            sb_printf(&text, "alias lookup failed: %s", sb_str(&err));
+            defer_pending(msg, "4.3.0", sb_str(&text));
+            strlist_free(&out);
+            result = QMGR_EXPAND_DEFERRED;
+            goto out;
+        }
+        if (st == DIRECTORY_PERMFAIL) {
+            /* Kept as it is, so the new file carries it and it bounces there. */
+            permfail[i] = xstrdup(sb_len(&err) ? sb_str(&err) : "alias expansion failed");
+            expanded_add(&x, env->rcpts[i].address, i);
+        } else {
+            for (size_t k = 0; k < out.count; k++)
+                expanded_add(&x, out.items[k], i);
+        }
+        strlist_free(&out);
+    }
+    if (same_recipients(env, &x)) {
+        for (size_t i = 0; i < env->nrcpt; i++) {
+            if (permfail[i] == NULL)
+                continue;
+            sb_reset(&text);
+            sb_printf(&text, "alias expansion failed: %s", permfail[i]);
+            qmgr_rcpt_result(msg, i, QUEUE_RCPT_BOUNCED, "5.4.6", sb_str(&text), "none", true);
+        }
+        goto out;
+    }
+    if (rewrite(msg, &x, new_id, &err) != 0) {
+        msg_warn("%s: cannot write the queue file with expanded aliases: %s", msg->entry->id,
+                 sb_str(&err));
+        defer_pending(msg, "4.3.0", "cannot write queue file after alias expansion");
+        result = QMGR_EXPAND_FAILED;
+        goto out;
+    }
+    msg_info("%s: aliases expanded: nrcpt=%zu -> %zu, continued as %s", msg->entry->id,
+             env->nrcpt, x.addrs.count, new_id);
+    snprintf(active, sizeof(active), "active/%s", msg->entry->id);
+    /* The new file is committed (fsynced) first: a crash in between repeats, never loses. */
+    if (unlink(active) != 0 && errno != ENOENT)
+        msg_warn("%s: remove %s: %m", msg->entry->id, active);
+    else
+        msg_info("%s: removed", msg->entry->id);
+    result = QMGR_EXPAND_REPLACED;
+out:
+    for (size_t i = 0; i < env->nrcpt; i++)
+        free(permfail[i]);
+    free(permfail);
+    strlist_free(&x.addrs);
+    free(x.origin);
+    sb_free(&err);
+    sb_free(&text);
+    return result;
+}
+
+/* route_one - the transport for a final recipient, or NULL with its result recorded */
+static struct qmgr_transport *route_one(struct qmgr_message *msg, size_t i, struct strbuf *buf)
+{
+    const char *address = msg->qf.env.rcpts[i].address;
+    const char *at = strrchr(address, '@');
+    enum domain_class cls;
+    struct qmgr_transport *tr;
+
+    if (directory_classify(qmgr.dir, at ? at + 1 : "", &cls) != DIRECTORY_OK) {
+        qmgr_rcpt_result(msg, i, QUEUE_RCPT_DEFERRED, "4.3.0", "domain table lookup failed", "none", true);
+        return NULL;
+    }
+    switch (cls) {
+    case DOMAIN_MAILBOX:
+        switch (directory_mailbox(qmgr.dir, address, buf)) {
+        case MAP_FOUND:
+            break;
+        case MAP_NOTFOUND:
+            qmgr_rcpt_result(msg, i, QUEUE_RCPT_BOUNCED, "5.1.1",
+                             "unknown user: user unknown in virtual mailbox table", "none", true);
+            return NULL;
+        case MAP_TEMPFAIL:
+        default:
+            qmgr_rcpt_result(msg, i, QUEUE_RCPT_DEFERRED, "4.3.0", "virtual_mailbox_maps lookup failed",
+                             "none", true);
+            return NULL;
+        }
+        tr = qmgr_transport_find(NULL);
+        if (tr == NULL)
+            msg_panic("route_one: no virtual transport");
+        return tr;
+    case DOMAIN_ALIAS:
+        qmgr_rcpt_result(msg, i, QUEUE_RCPT_BOUNCED, "5.1.1",
+                         "unknown user: user unknown in virtual alias table", "none", true);
+        return NULL;
+    case DOMAIN_LOCAL:
+    case DOMAIN_RELAY:
+    case DOMAIN_OTHER:
+    default:
+        qmgr_rcpt_result(msg, i, QUEUE_RCPT_DEFERRED, "4.4.0", "delivery via smtp is not available yet",
+                         "none", true);
+        return NULL;
+    }
+}
+
+/* qmgr_route_message - results or delivery jobs for every recipient not yet final */
+void qmgr_route_message(struct qmgr_message *msg)
+{
+    struct strbuf buf = STRBUF_INIT;
+    size_t *idx = xcalloc(msg->qf.env.nrcpt ? msg->qf.env.nrcpt : 1, sizeof(*idx));
+    size_t  n = 0;
+    struct qmgr_transport *tr = NULL;
+
+    for (size_t i = 0; i < msg->qf.env.nrcpt; i++) {
+        enum queue_rcpt_state st = msg->qf.env.rcpts[i].state;
+        struct qmgr_transport *t;
+
+        if (st == QUEUE_RCPT_DELIVERED || st == QUEUE_RCPT_BOUNCED)
+            continue;
+        if ((t = route_one(msg, i, &buf)) != NULL) {
+            tr = t;                     /* one transport for now: virtual */
+            idx[n++] = i;
+        }
+    }
+    for (size_t k = 0; k < n; k += QMGR_JOB_RCPT_MAX)
+        qmgr_deliver_add(tr, msg, idx + k, n - k < QMGR_JOB_RCPT_MAX ? n - k : QMGR_JOB_RCPT_MAX);
+    free(idx);
+    sb_free(&buf);
+}
