@@ -7,6 +7,11 @@
  * (ipc_put refuses them; the parser rejects them). An open file descriptor
  * can travel with a record (SCM_RIGHTS on a UNIX socket). Receivers validate
  * every record like network input and accept only the types they expect.
+ *
+ * Conventions: record arguments are output-only (initialized on entry; always
+ * safe to ipc_free afterwards); errno after a failure is ETIMEDOUT for a
+ * deadline, EPROTO for bad data, 0 for a clean close between records. After
+ * each ipc_reader_fill, call ipc_reader_next until it returns 0.
  */
 #ifndef POSTERN_IPC_H
 #define POSTERN_IPC_H

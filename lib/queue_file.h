@@ -22,7 +22,10 @@
  * and renamed to incoming/ID, so a file with a valid queue ID for a name is
  * always complete. Everything read back is validated (magic, version, offsets
  * inside the file, CRCs, envelope syntax, recipient count): a file that fails
- * is corrupt and its reader moves it to corrupt/.
+ * is corrupt and its reader moves it to corrupt/: queue_file_read fails with
+ * errno EBADMSG for a corrupt file, any other errno is an I/O error to retry.
+ * The reader cannot see the file name: callers compare env.queue_id with it.
+ * Limits: 100,000 recipients, 1,000 bytes per envelope value.
  *
  * Queue IDs: 18 characters [0-9A-F]: 13 hex digits of microseconds since the
  * epoch then 5 random hex digits, so they sort by arrival and are safe file

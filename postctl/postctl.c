@@ -35,6 +35,7 @@ static const struct command commands[] = {
     {"user", cmd_user, "add, delete, list mailboxes; set passwords"},
     {"alias", cmd_alias, "add, delete, list virtual aliases"},
     {"pw", cmd_pw, "hash a password (like doveadm pw)"},
+    {"queue", cmd_queue, "list the mail queue (like mailq)"},
 };
 
 /* usage - the command list */

@@ -1,0 +1,378 @@
+/*
+ * postctl_queue - "postctl queue": look at the mail queue (like mailq).
+ *
+ *   postctl queue list [--json]
+ *
+ * Reads every queue file in $queue_directory/{incoming,active,deferred,hold}
+ * directly (validating it like qmgr does: a corrupt file is reported with a
+ * warning on stderr and listed as such, never trusted) and prints them sorted
+ * by queue ID, i.e. by arrival, in Postfix's mailq format:
+ *
+ *   -Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------
+ *   ID[*!]     SIZE DAY MON DD HH:MM:SS  sender
+ *   (reason the recipients below were deferred)
+ *                                        recipient
+ *
+ * "*" marks a message in active/, "!" one on hold. Only recipients still to
+ * be delivered (pending or deferred) are shown; the last line is
+ * "-- N Kbytes in M Requests." or "Mail queue is empty". --json prints an
+ * array of {queue_id, queue, arrival, size, sender, recipients: [{address,
+ * state, reason}]} with every recipient; an unreadable file has "error" set.
+ *
+ * The other queue operations (show, delete, hold, release, flush, requeue)
+ * come later; they answer "not available yet". Exit status: 0 listed, 1 the
+ * queue could not be read completely (configuration, directory, permission),
+ * 2 usage.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "json.h"
+#include "mem.h"
+#include "queue_file.h"
+#include "strbuf.h"
+
+#include "postctl.h"
+
+/* The columns of the listing: sender and recipients line up after ID, size and date. */
+#define ID_COLUMN       QUEUE_ID_LEN
+#define SENDER_COLUMN   (ID_COLUMN + 1 + 1 + 8 + 1 + 19 + 2)
+
+static const char *const queue_names[] = {"incoming", "active", "deferred", "hold"};
+
+/* One file found in the queue. */
+struct queue_entry {
+    char    id[QUEUE_ID_LEN + 1];
+    const char *queue;                  /* one of queue_names */
+    bool    ok;                         /* qf is valid */
+    struct queue_file qf;
+    uint64_t file_size;
+    int64_t mtime;
+    char   *error;                      /* why it could not be read */
+};
+
+struct queue_listing {
+    struct queue_entry *items;
+    size_t  count;
+    size_t  cap;
+    bool    incomplete;                 /* something could not be read: exit 1 */
+};
+
+/* queue_usage - the synopsis */
+static void queue_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: postctl queue list [--json]\n"
+            "\n"
+            "List the messages in the queue (like mailq): queue ID (\"*\" active, \"!\" on hold),\n"
+            "size, arrival time, sender, then the recipients still to be delivered, each group\n"
+            "after the reason of its last deferral.\n"
+            "\n"
+            "  --json   an array of {queue_id, queue, arrival, size, sender,\n"
+            "           recipients: [{address, state, reason}]}\n"
+            "\n"
+            "Not available yet: show ID, delete ID|ALL, hold ID, release ID, flush, requeue.\n");
+}
+
+/* entry_add - a fresh slot in the listing */
+static struct queue_entry *entry_add(struct queue_listing *l)
+{
+    if (l->count == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->items = xreallocarray(l->items, l->cap, sizeof(*l->items));
+    }
+    memset(&l->items[l->count], 0, sizeof(l->items[0]));
+    return &l->items[l->count++];
+}
+
+/* listing_free - release every entry */
+static void listing_free(struct queue_listing *l)
+{
+    for (size_t i = 0; i < l->count; i++) {
+        if (l->items[i].ok)
+            queue_file_free(&l->items[i].qf);
+        free(l->items[i].error);
+    }
+    free(l->items);
+}
+
+/* read_entry - open and validate one queue file; a failure is recorded in the entry */
+static void read_entry(struct queue_listing *l, int subfd, const char *queue, const char *name)
+{
+    struct strbuf err = STRBUF_INIT;
+    struct queue_entry *e;
+    struct stat st;
+    int     fd;
+
+    fd = openat(subfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)            /* moved on by qmgr between readdir and open */
+            return;
+        fprintf(stderr, "postctl queue: warning: %s/%s: %s\n", queue, name, strerror(errno));
+        l->incomplete = true;
+        return;
+    }
+    e = entry_add(l);
+    memcpy(e->id, name, QUEUE_ID_LEN + 1);
+    e->queue = queue;
+    if (fstat(fd, &st) == 0) {
+        e->file_size = (uint64_t) st.st_size;
+        e->mtime = (int64_t) st.st_mtime;
+    }
+    if (queue_file_read(fd, &e->qf, &err) == 0) {
+        if (strcmp(e->qf.env.queue_id, name) == 0) {
+            e->ok = true;
+        } else {
+            sb_reset(&err);
+            sb_printf(&err, "file name does not match queue_id %s", e->qf.env.queue_id);
+            queue_file_free(&e->qf);
+            errno = EBADMSG;
+        }
+    }
+    if (!e->ok) {
+        bool    is_corrupt = errno == EBADMSG;
+
+        fprintf(stderr, "postctl queue: warning: %s/%s: %s%s\n", queue, name,
+                is_corrupt ? "corrupt queue file: " : "", sb_str(&err));
+        if (!is_corrupt)
+            l->incomplete = true;
+        e->error = xstrdup(sb_str(&err));
+    }
+    close(fd);
+    sb_free(&err);
+}
+
+/* scan_queue - every queue file in one queue directory; -1 if the directory cannot be read */
+static int scan_queue(struct queue_listing *l, int qfd, const char *queue)
+{
+    int     subfd = openat(qfd, queue, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR    *dir;
+    struct dirent *d;
+
+    if (subfd < 0 || (dir = fdopendir(subfd)) == NULL) {
+        fprintf(stderr, "postctl queue: %s: %s\n", queue, strerror(errno));
+        if (subfd >= 0)
+            close(subfd);
+        return -1;
+    }
+    while ((d = readdir(dir)) != NULL)
+        /* Only complete files: ID.tmp in incoming/ is a message being received. */
+        if (queue_id_valid(d->d_name))
+            read_entry(l, dirfd(dir), queue, d->d_name);
+    closedir(dir);
+    return 0;
+}
+
+/* entry_cmp - order by queue ID (arrival), then queue */
+static int entry_cmp(const void *a, const void *b)
+{
+    const struct queue_entry *x = a;
+    const struct queue_entry *y = b;
+    int     c = strcmp(x->id, y->id);
+
+    return c ? c : strcmp(x->queue, y->queue);
+}
+
+/* put_text - text from a queue file for a terminal: control characters become '?' */
+static void put_text(struct strbuf *out, const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *) text; *p; p++)
+        sb_putc(out, (*p < 0x20 || *p == 0x7f) ? '?' : *p);
+}
+
+/* format_time - "Mon Jan  1 12:00:00" in local time */
+static void format_time(int64_t when, char buf[32])
+{
+    time_t  t = (time_t) when;
+    struct tm tm;
+
+    if (localtime_r(&t, &tm) == NULL || strftime(buf, 32, "%a %b %e %H:%M:%S", &tm) == 0)
+        snprintf(buf, 32, "%-19s", "?");
+}
+
+/* list_text - the mailq format */
+static void list_text(const struct queue_listing *l, struct strbuf *out)
+{
+    uint64_t total = 0;
+
+    if (l->count == 0) {
+        /* Not when part of the queue could not be read: the warnings said so already. */
+        if (!l->incomplete)
+            sb_puts(out, "Mail queue is empty\n");
+        return;
+    }
+    sb_puts(out, "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+    for (size_t i = 0; i < l->count; i++) {
+        const struct queue_entry *e = &l->items[i];
+        char    mark = strcmp(e->queue, "active") == 0 ? '*' : strcmp(e->queue, "hold") == 0 ? '!' : ' ';
+        uint64_t size = e->ok ? e->qf.message_length : e->file_size;
+        char    when[32];
+
+        format_time(e->ok ? e->qf.env.arrival : e->mtime, when);
+        sb_printf(out, "%-*s%c %8llu %s  ", ID_COLUMN, e->id, mark, (unsigned long long) size, when);
+        total += size;
+        if (!e->ok) {
+            sb_puts(out, "(unreadable queue file: ");
+            put_text(out, e->error ? e->error : "?");
+            sb_puts(out, ")\n\n");
+            continue;
+        }
+        put_text(out, *e->qf.env.sender ? e->qf.env.sender : "MAILER-DAEMON");
+        sb_putc(out, '\n');
+
+        const char *last_reason = "";
+
+        for (size_t r = 0; r < e->qf.env.nrcpt; r++) {
+            const struct queue_rcpt *rc = &e->qf.env.rcpts[r];
+
+            if (rc->state != QUEUE_RCPT_PENDING && rc->state != QUEUE_RCPT_DEFERRED)
+                continue;
+            /* One reason line for each run of recipients deferred for the same reason. */
+            if (rc->state == QUEUE_RCPT_DEFERRED && *rc->reason && strcmp(rc->reason, last_reason) != 0) {
+                sb_putc(out, '(');
+                put_text(out, rc->reason);
+                sb_puts(out, ")\n");
+                last_reason = rc->reason;
+            } else if (rc->state != QUEUE_RCPT_DEFERRED) {
+                last_reason = "";
+            }
+            sb_printf(out, "%*s", SENDER_COLUMN, "");
+            put_text(out, rc->address);
+            sb_putc(out, '\n');
+        }
+        sb_putc(out, '\n');
+    }
+    sb_printf(out, "-- %llu Kbytes in %zu Request%s.\n", (unsigned long long) ((total + 1023) / 1024),
+              l->count, l->count == 1 ? "" : "s");
+}
+
+/* list_json - the --json array */
+static void list_json(const struct queue_listing *l, struct strbuf *out)
+{
+    sb_putc(out, '[');
+    for (size_t i = 0; i < l->count; i++) {
+        const struct queue_entry *e = &l->items[i];
+
+        sb_puts(out, i ? ",\n{\"queue_id\":" : "\n{\"queue_id\":");
+        json_string(out, e->id);
+        sb_puts(out, ",\"queue\":");
+        json_string(out, e->queue);
+        if (!e->ok) {
+            sb_printf(out, ",\"arrival\":%lld,\"size\":%llu,\"sender\":null,\"recipients\":[],\"error\":",
+                      (long long) e->mtime, (unsigned long long) e->file_size);
+            json_string(out, e->error ? e->error : "");
+            sb_putc(out, '}');
+            continue;
+        }
+        sb_printf(out, ",\"arrival\":%lld,\"size\":%llu,\"sender\":", (long long) e->qf.env.arrival,
+                  (unsigned long long) e->qf.message_length);
+        json_string(out, e->qf.env.sender);
+        sb_puts(out, ",\"recipients\":[");
+        for (size_t r = 0; r < e->qf.env.nrcpt; r++) {
+            const struct queue_rcpt *rc = &e->qf.env.rcpts[r];
+
+            sb_puts(out, r ? ",{\"address\":" : "{\"address\":");
+            json_string(out, rc->address);
+            sb_puts(out, ",\"state\":");
+            json_string(out, queue_rcpt_state_name(rc->state));
+            sb_puts(out, ",\"reason\":");
+            json_string(out, rc->reason);
+            sb_putc(out, '}');
+        }
+        sb_puts(out, "]}");
+    }
+    sb_puts(out, l->count ? "\n]\n" : "]\n");
+}
+
+/* queue_list - "postctl queue list [--json]" */
+static int queue_list(struct postctl *ctl, int argc, char **argv)
+{
+    struct strbuf err = STRBUF_INIT;
+    struct strbuf out = STRBUF_INIT;
+    struct queue_listing l = {NULL, 0, 0, false};
+    struct config *cfg;
+    const char *qdir;
+    bool    json = false;
+    int     qfd;
+    int     rc = POSTCTL_OK;
+
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else {
+            fprintf(stderr, "postctl queue list: unexpected argument '%s'\n", argv[i]);
+            queue_usage(stderr);
+            return POSTCTL_USAGE;
+        }
+    }
+    if ((cfg = config_load(ctl->config_dir, &err)) == NULL) {
+        fprintf(stderr, "postctl queue: %s\n", sb_str(&err));
+        sb_free(&err);
+        return POSTCTL_FAILED;
+    }
+    qdir = config_str(cfg, "queue_directory");
+    qfd = open(qdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (qfd < 0) {
+        fprintf(stderr, "postctl queue: queue_directory %s: %s; check main.cf or run postctl init\n",
+                qdir, strerror(errno));
+        config_free(cfg);
+        sb_free(&err);
+        return POSTCTL_FAILED;
+    }
+    for (size_t q = 0; q < sizeof(queue_names) / sizeof(queue_names[0]); q++)
+        if (scan_queue(&l, qfd, queue_names[q]) < 0)
+            l.incomplete = true;
+    close(qfd);
+    if (l.count > 1)
+        qsort(l.items, l.count, sizeof(l.items[0]), entry_cmp);
+    if (json)
+        list_json(&l, &out);
+    else
+        list_text(&l, &out);
+    fwrite(out.data, 1, out.len, stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "postctl queue: write error on standard output\n");
+        rc = POSTCTL_FAILED;
+    }
+    if (l.incomplete)
+        rc = POSTCTL_FAILED;
+    listing_free(&l);
+    config_free(cfg);
+    sb_free(&out);
+    sb_free(&err);
+    return rc;
+}
+
+int cmd_queue(struct postctl *ctl, int argc, char **argv)
+{
+    static const char *const later[] = {"show", "delete", "hold", "release", "flush", "requeue"};
+
+    if (postctl_wants_help(argc, argv)) {
+        queue_usage(stdout);
+        return POSTCTL_OK;
+    }
+    if (argc < 2) {
+        queue_usage(stderr);
+        return POSTCTL_USAGE;
+    }
+    if (strcmp(argv[1], "list") == 0)
+        return queue_list(ctl, argc, argv);
+    for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++) {
+        if (strcmp(argv[1], later[i]) == 0) {
+            fprintf(stderr, "postctl queue: %s is not available yet\n", argv[1]);
+            return POSTCTL_FAILED;
+        }
+    }
+    fprintf(stderr, "postctl queue: unknown subcommand '%s'\n", argv[1]);
+    queue_usage(stderr);
+    return POSTCTL_USAGE;
+}
