@@ -118,7 +118,18 @@ static void deliver_one(struct virtual_server *vs, const struct delivery_request
     struct strbuf err = STRBUF_INIT;
     int     maildir_fd;
 
-    switch (directory_mailbox(vs->dir, rcpt, &path)) {
+    enum map_status found = directory_mailbox(vs->dir, rcpt, &path);
+
+    /* Never bounce on a table that was just replaced: look again, or let a fresh process decide. */
+    if (found == MAP_NOTFOUND) {
+        if (directory_refresh(vs->dir)) {
+            service_retire(vs->svc, "a lookup table changed; a fresh process will deliver with it");
+            virtual_result(res, DELIVERY_DEFER, "4.3.0", "lookup table changed; retrying with the new table");
+            goto out;
+        }
+        found = directory_mailbox(vs->dir, rcpt, &path);
+    }
+    switch (found) {
     case MAP_FOUND:
         break;
     case MAP_NOTFOUND:

@@ -250,6 +250,20 @@ void directory_watch(struct directory *dir, struct service *svc)
         service_watch_maps(svc, dir->alias_maps);
 }
 
+bool directory_refresh(struct directory *dir)
+{
+    bool    stale = false;
+
+    for (size_t i = 0; i < NDOMAIN_LISTS; i++)
+        if (!maplist_empty(dir->lists[i].tables) && maplist_refresh(dir->lists[i].tables))
+            stale = true;
+    if (!maplist_empty(dir->mailbox_maps) && maplist_refresh(dir->mailbox_maps))
+        stale = true;
+    if (!maplist_empty(dir->alias_maps) && maplist_refresh(dir->alias_maps))
+        stale = true;
+    return stale;
+}
+
 /* in_list - 1 listed, 0 not, -1 a table failed (logged) */
 static int in_list(struct domain_list *dl, const char *domain)
 {

@@ -49,6 +49,12 @@ struct directory *directory_open(struct config *cfg, struct strbuf *err);
 void directory_close(struct directory *dir);
 /* directory_watch - make the service retire when one of the tables is replaced out of reach */
 void directory_watch(struct directory *dir, struct service *svc);
+/*
+ * directory_refresh - before a bounce: look at the table files now. Tables
+ * that can be reopened are (repeat the lookup); true if one was replaced
+ * beyond reach (chroot): the verdict must wait for a fresh process.
+ */
+bool directory_refresh(struct directory *dir);
 
 enum directory_status directory_classify(struct directory *dir, const char *domain, enum domain_class *cls);
 /* directory_mailbox - virtual_mailbox_maps: MAP_FOUND with the path (relative to virtual_mailbox_base) */

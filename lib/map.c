@@ -249,6 +249,14 @@ bool maplist_changed(struct maplist *list)
     return changed;
 }
 
+/* maplist_refresh - check every file now, whatever the interval: true if one changed beyond reach */
+bool maplist_refresh(struct maplist *list)
+{
+    for (size_t i = 0; i < list->count; i++)
+        list->maps[i]->last_check_ms = now_ms() - map_check_interval_ms - 1;
+    return maplist_changed(list);
+}
+
 /* maplist_empty - no maps configured (the parameter was empty) */
 bool maplist_empty(const struct maplist *list)
 {

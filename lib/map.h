@@ -43,6 +43,12 @@ struct maplist;
 struct maplist *maplist_open(const char *value, struct strbuf *err);   /* "" gives an empty list */
 enum map_status maplist_lookup(struct maplist *list, const char *key, struct strbuf *value);
 bool maplist_changed(struct maplist *list);
+/*
+ * maplist_refresh - look at the files now rather than at the next interval:
+ * before a permanent verdict (a bounce) on what a table does not contain.
+ * Maps that can be reopened are; true if one changed beyond reach.
+ */
+bool maplist_refresh(struct maplist *list);
 bool maplist_empty(const struct maplist *list);
 void maplist_close(struct maplist *list);
 

@@ -273,6 +273,8 @@ void service_retire(struct service *s, const char *reason)
         return;
     msg_info("retiring: %s", reason);
     stop_accepting();
+    if (svc.ops->retire)
+        svc.ops->retire(&svc);
     tell_master_retiring();
     service_check_idle(&svc);
 }

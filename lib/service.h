@@ -40,6 +40,7 @@ struct service_ops {
                       socklen_t peer_len, int listener_index);
     unsigned (*active)(struct service *svc);        /* clients still being served */
     void    (*stop)(struct service *svc);           /* stop requested: let idle clients go; may be NULL */
+    void    (*retire)(struct service *svc);         /* retiring: start no new work; may be NULL */
 };
 
 struct service {

@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,10 +212,33 @@ static void qmgr_init(struct service *svc)
     sb_free(&err);
 }
 
+/*
+ * lock_queue - one qmgr at a time. A retiring qmgr (reload, replaced table)
+ * gets its successor at once, but two managers would both recover active/
+ * and deliver the same mail twice: the successor waits here until the old
+ * one has finished its deliveries and exited.
+ */
+static void lock_queue(void)
+{
+    int     fd = open("private/qmgr.lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+    if (fd < 0)
+        msg_fatal("open private/qmgr.lock: %m");
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return;
+    if (errno != EWOULDBLOCK)
+        msg_fatal("lock private/qmgr.lock: %m");
+    msg_info("waiting for the previous queue manager to finish");
+    while (flock(fd, LOCK_EX) < 0)
+        if (errno != EINTR)
+            msg_fatal("lock private/qmgr.lock: %m");
+}
+
 /* qmgr_ready - in the queue directory now: recover and start scanning */
 static void qmgr_ready(struct service *svc)
 {
     (void) svc;
+    lock_queue();
     qmgr.queue_dirfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (qmgr.queue_dirfd < 0)
         msg_fatal("open queue directory: %m");
@@ -244,6 +268,7 @@ static const struct service_ops qmgr_ops = {
     .dir_param = "queue_directory",
     .init = qmgr_init,
     .ready = qmgr_ready,
+    .retire = qmgr_stop,
     .accept = qmgr_accept,
     .active = qmgr_active,
     .stop = qmgr_stop,

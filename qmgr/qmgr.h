@@ -78,6 +78,7 @@ struct qmgr_message {
     struct qmgr_rcpt_note *notes;       /* qf.env.nrcpt */
     unsigned jobs;                      /* delivery jobs queued or in flight */
     bool    keep_pending;               /* expansion failed temporarily: leave status records */
+    bool    retry_now;                  /* deferred only because a table changed: no back-off */
 };
 
 struct qmgr_transport;

@@ -657,7 +657,7 @@ void qmgr_message_done(struct qmgr_message *msg)
     }
     qmgr_message_flush(msg);
     attempts = msg->qf.attempts < UINT32_MAX ? msg->qf.attempts + 1 : UINT32_MAX;
-    next = (int64_t) time(NULL) + qmgr_backoff(attempts, qmgr.min_backoff, qmgr.max_backoff);
+    next = (int64_t) time(NULL) + (msg->retry_now ? 0 : qmgr_backoff(attempts, qmgr.min_backoff, qmgr.max_backoff));
     if (queue_file_update_schedule(msg->fd, &msg->qf, attempts, next, &err) != 0)
         msg_warn("%s: update schedule: %s", e->id, sb_str(&err));
     snprintf(deferred, sizeof(deferred), "deferred/%s", e->id);

@@ -74,6 +74,7 @@ struct restriction_list {
 };
 
 struct smtpd_check {
+    struct service *svc;
     struct directory *dir;
     struct netmatch *mynetworks;
     struct restriction_list relay;
@@ -221,6 +222,7 @@ struct smtpd_check *smtpd_check_init(struct service *svc)
     struct strbuf err = STRBUF_INIT;
     struct strbuf where = STRBUF_INIT;
 
+    chk->svc = svc;
     parse_restrictions(svc->cfg, "smtpd_relay_restrictions", &chk->relay);
     parse_restrictions(svc->cfg, "smtpd_recipient_restrictions", &chk->recipient);
     if (!list_refuses_relay(&chk->relay) && !list_refuses_relay(&chk->recipient))
@@ -322,9 +324,9 @@ static int check_user(struct check_ctx *ctx)
     return ret;
 }
 
-/* smtpd_check_rcpt - 0: accept; -1: refused with the reply (4xx/5xx) in reply */
-int smtpd_check_rcpt(struct smtpd_check *chk, const struct smtpd_client *cl,
-                     const struct address *rcpt, struct strbuf *reply)
+/* check_rcpt_once - the verdict with the tables as they are */
+static int check_rcpt_once(struct smtpd_check *chk, const struct smtpd_client *cl,
+                           const struct address *rcpt, struct strbuf *reply)
 {
     struct check_ctx ctx = {chk, cl, rcpt, DOMAIN_OTHER, reply};
 
@@ -340,6 +342,30 @@ int smtpd_check_rcpt(struct smtpd_check *chk, const struct smtpd_client *cl,
     if (own_domain(ctx.cls))
         return check_user(&ctx);
     return 0;
+}
+
+/*
+ * smtpd_check_rcpt - 0: accept; -1: refused with the reply (4xx/5xx) in reply.
+ * A permanent refusal is never based on a table that was just replaced (a
+ * user or domain added a moment ago): the tables are looked at first, and
+ * when one changed beyond our reach the client is asked to try again while
+ * a fresh process with the new tables takes over.
+ */
+int smtpd_check_rcpt(struct smtpd_check *chk, const struct smtpd_client *cl,
+                     const struct address *rcpt, struct strbuf *reply)
+{
+    int     ret = check_rcpt_once(chk, cl, rcpt, reply);
+
+    if (ret == 0 || sb_str(reply)[0] != '5')
+        return ret;
+    if (directory_refresh(chk->dir)) {
+        service_retire(chk->svc, "a lookup table changed; a fresh process will use it");
+        sb_reset(reply);
+        sb_printf(reply, "450 4.3.0 <%s>: Recipient address rejected: lookup table changed; try again",
+                  sb_str(&rcpt->addr));
+        return -1;
+    }
+    return check_rcpt_once(chk, cl, rcpt, reply);
 }
 
 /* smtpd_canonical_address - trailing dot off the domain; "@myorigin" for a bare local part */

@@ -135,7 +135,15 @@ class RunningTest(unittest.TestCase):
 
     def smtp_children(self):
         master = self.inst.master_pid()
-        return [p for p in children_of(master) if "smtpd" in cmdline(p)[0]]
+        kids = []
+        for p in children_of(master):
+            try:
+                args = cmdline(p)
+            except OSError:
+                continue                # gone while we looked
+            if args and args[0].endswith("smtpd"):
+                kids.append(p)
+        return kids
 
     def test_greeting_and_status(self):
         i = self.inst
@@ -234,8 +242,12 @@ class RunningTest(unittest.TestCase):
         master = i.master_pid()
         kids = children_of(master)
         self.assertTrue(kids)
-        queue = os.path.realpath(i.path("queue"))
+        # each daemon is confined where DESIGN.md puts it
+        roots = {"smtpd": i.path("queue"), "qmgr": i.path("queue"), "virtual": i.path("mail")}
+        seen = set()
         for pid in kids:
+            program = os.path.basename(cmdline(pid)[0])
+            seen.add(program)
             st = proc_status(pid)
             uids = st["Uid"].split()
             self.assertNotIn("0", uids, "pid %d runs as root: %s" % (pid, st["Uid"]))
@@ -243,7 +255,9 @@ class RunningTest(unittest.TestCase):
             for cap in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"):
                 self.assertEqual(int(st[cap], 16), 0, "pid %d %s=%s" % (pid, cap, st[cap]))
             self.assertEqual(st["NoNewPrivs"], "1")
-            self.assertEqual(os.readlink("/proc/%d/root" % pid), queue)
+            self.assertEqual(os.readlink("/proc/%d/root" % pid), os.path.realpath(roots[program]),
+                             "%s (pid %d) is not chrooted where it should be" % (program, pid))
+        self.assertEqual(seen, set(roots), "not every daemon of the default master.cf is running")
         self.assertEqual(proc_status(master)["Uid"].split()[0], "0")
 
 
