@@ -162,11 +162,13 @@ static int rewrite(struct qmgr_message *msg, const struct expanded *x, char new_
 }
 
 /*
- * tables_stale - before a bounce: are our tables still the ones on disk?
+ * tables_stale - before routing a message: are our tables the ones on disk?
+ * (Every verdict, a bounce above all, must use the current tables: a user
+ * added a moment ago must not be bounced, nor a new domain deferred.)
  * One replaced beyond reach (we are chrooted) means the verdict belongs to a
  * fresh process: the message is deferred for an immediate retry and this
  * qmgr retires (its successor waits for our lock, then finds the message due).
- * Tables that were reopened in place: the caller simply looks again.
+ * Tables that could be reopened in place were, and are used as they are now.
  */
 static bool tables_stale(struct qmgr_message *msg)
 {
@@ -187,6 +189,10 @@ enum qmgr_expand_result qmgr_route_expand(struct qmgr_message *msg, char new_id[
     enum qmgr_expand_result result = QMGR_EXPAND_CONTINUE;
     char    active[64];
 
+    if (tables_stale(msg)) {
+        defer_pending(msg, "4.3.0", "lookup table changed; retrying with the new table");
+        return QMGR_EXPAND_DEFERRED;
+    }
     for (size_t i = 0; i < env->nrcpt; i++)
         if (env->rcpts[i].state != QUEUE_RCPT_PENDING)
             return QMGR_EXPAND_CONTINUE;        /* routed before: recipients are final */
@@ -195,17 +201,6 @@ enum qmgr_expand_result qmgr_route_expand(struct qmgr_message *msg, char new_id[
         struct strlist out = STRLIST_INIT;
         enum directory_status st = directory_expand(qmgr.dir, env->rcpts[i].address, &out, &err);
 
-        if (st == DIRECTORY_PERMFAIL) {
-            if (tables_stale(msg)) {
-                defer_pending(msg, "4.3.0", "lookup table changed; retrying with the new table");
-                strlist_free(&out);
-                result = QMGR_EXPAND_DEFERRED;
-                goto out;
-            }
-            strlist_free(&out);
-            sb_reset(&err);
-            st = directory_expand(qmgr.dir, env->rcpts[i].address, &out, &err);
-        }
 
         if (st == DIRECTORY_OK && x.addrs.count + out.count > DELIVERY_MAX_RCPT) {
             sb_printf(&err, "more than %d recipients after alias expansion", DELIVERY_MAX_RCPT);
@@ -265,23 +260,8 @@ out:
     return result;
 }
 
-static struct qmgr_transport *route_one(struct qmgr_message *msg, size_t i, struct strbuf *buf,
-                                        bool tables_checked);
-
-/* route_recheck - about to bounce: with stale tables defer, else look again with fresh ones */
-static struct qmgr_transport *route_recheck(struct qmgr_message *msg, size_t i, struct strbuf *buf)
-{
-    if (tables_stale(msg)) {
-        qmgr_rcpt_result(msg, i, QUEUE_RCPT_DEFERRED, "4.3.0",
-                         "lookup table changed; retrying with the new table", "none", true);
-        return NULL;
-    }
-    return route_one(msg, i, buf, true);
-}
-
 /* route_one - the transport for a final recipient, or NULL with its result recorded */
-static struct qmgr_transport *route_one(struct qmgr_message *msg, size_t i, struct strbuf *buf,
-                                        bool tables_checked)
+static struct qmgr_transport *route_one(struct qmgr_message *msg, size_t i, struct strbuf *buf)
 {
     const char *address = msg->qf.env.rcpts[i].address;
     const char *at = strrchr(address, '@');
@@ -298,8 +278,6 @@ static struct qmgr_transport *route_one(struct qmgr_message *msg, size_t i, stru
         case MAP_FOUND:
             break;
         case MAP_NOTFOUND:
-            if (!tables_checked)
-                return route_recheck(msg, i, buf);
             qmgr_rcpt_result(msg, i, QUEUE_RCPT_BOUNCED, "5.1.1",
                              "unknown user: user unknown in virtual mailbox table", "none", true);
             return NULL;
@@ -314,8 +292,6 @@ static struct qmgr_transport *route_one(struct qmgr_message *msg, size_t i, stru
             msg_panic("route_one: no virtual transport");
         return tr;
     case DOMAIN_ALIAS:
-        if (!tables_checked)
-            return route_recheck(msg, i, buf);
         qmgr_rcpt_result(msg, i, QUEUE_RCPT_BOUNCED, "5.1.1",
                          "unknown user: user unknown in virtual alias table", "none", true);
         return NULL;
@@ -343,7 +319,7 @@ void qmgr_route_message(struct qmgr_message *msg)
 
         if (st == QUEUE_RCPT_DELIVERED || st == QUEUE_RCPT_BOUNCED)
             continue;
-        if ((t = route_one(msg, i, &buf, false)) != NULL) {
+        if ((t = route_one(msg, i, &buf)) != NULL) {
             tr = t;                     /* one transport for now: virtual */
             idx[n++] = i;
         }

@@ -311,8 +311,15 @@ class UnprivilegedTest(unittest.TestCase):
         master = i.master_pid()
         self.assertNotEqual(proc_status(master)["Uid"].split()[0], "0")
         self.assertIn("unprivileged mode", i.log())
+        i.postctl("domain", "add", "example.test")
+        i.postctl("user", "add", "alice@example.test", "--password-stdin", input="pw\n")
         with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=10) as s:
             self.assertEqual(s.ehlo("x.example")[0], 250)
+            s.sendmail("a@outside.test", ["alice@example.test"], b"Subject: unpriv\r\n\r\nhi\r\n")
+        new = i.path("mail", "example.test", "alice", "new")
+        self.assertTrue(wait_until(lambda: os.path.isdir(new) and os.listdir(new), timeout=15), i.log())
+        import pwd
+        self.assertEqual(os.stat(new).st_uid, pwd.getpwnam("nobody").pw_uid)
         i.postctl("stop")
         self.assertFalse(os.path.exists("/proc/%d" % master))
 
