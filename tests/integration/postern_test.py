@@ -173,12 +173,25 @@ class Instance:
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
 
+    def crashes(self):
+        """Log lines that show a daemon crashed or panicked (sanitizer findings abort: signal 6).
+        SIGKILL (9) is what tests themselves send."""
+        bad = []
+        for line in self.log().splitlines():
+            if ("killed by signal" in line and "signal 9" not in line) or "panic:" in line:
+                bad.append(line)
+        return bad
+
     def cleanup(self):
         self.stop()
         pid = self.master_pid()
         if pid:
             os.kill(pid, 9)
-        shutil.rmtree(self.base, ignore_errors=True)
+        bad = self.crashes()
+        if not os.environ.get("POSTERN_KEEP"):
+            shutil.rmtree(self.base, ignore_errors=True)
+        if bad:
+            raise AssertionError("daemons crashed:\n" + "\n".join(bad))
 
 
 def main():

@@ -240,6 +240,9 @@ class RunningTest(unittest.TestCase):
     def test_children_have_no_privileges(self):
         i = self.inst
         master = i.master_pid()
+        # a daemon is root from exec until it drops privileges: wait until all have started
+        self.assertTrue(wait_until(lambda: i.log().count("daemon started -- service") >= 4, timeout=20),
+                        i.log())
         kids = children_of(master)
         self.assertTrue(kids)
         # each daemon is confined where DESIGN.md puts it
@@ -250,7 +253,7 @@ class RunningTest(unittest.TestCase):
             seen.add(program)
             st = proc_status(pid)
             uids = st["Uid"].split()
-            self.assertNotIn("0", uids, "pid %d runs as root: %s" % (pid, st["Uid"]))
+            self.assertNotIn("0", uids, "%s (pid %d) runs as root: %s" % (cmdline(pid), pid, st["Uid"]))
             self.assertNotIn("0", st["Gid"].split())
             for cap in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"):
                 self.assertEqual(int(st[cap], 16), 0, "pid %d %s=%s" % (pid, cap, st[cap]))
