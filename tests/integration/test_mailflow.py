@@ -265,5 +265,79 @@ class RestartTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: "Mail queue is empty" in i.postctl("queue", "list")))
 
 
+class FailureTest(unittest.TestCase):
+    """What goes wrong is deferred or set aside, never lost or written where it must not be."""
+
+    def setUp(self):
+        self.inst = Instance("fail")
+        i = self.inst
+        i.set_main_cf(minimal_backoff_time="1s", maximal_backoff_time="1s", queue_run_delay="1s")
+        i.postctl("domain", "add", DOMAIN)
+        i.postctl("user", "add", "alice@" + DOMAIN, "--password-stdin", input="pw\n")
+        with open(os.path.join(i.config_dir, "master.cf")) as f:
+            self.master_cf = f.read()
+
+    def tearDown(self):
+        self.inst.cleanup()
+
+    def set_virtual(self, enabled):
+        lines = self.master_cf.splitlines()
+        if not enabled:
+            lines = [l for l in lines if not l.startswith("virtual ")]
+        with open(os.path.join(self.inst.config_dir, "master.cf"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def test_deferred_then_delivered_when_the_cause_is_gone(self):
+        i = self.inst
+        self.set_virtual(False)                 # the delivery agent is missing
+        i.start()
+        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+            s.sendmail("a@outside.test", ["alice@" + DOMAIN], make_message("deferred-first"))
+        self.assertTrue(wait_until(lambda: "mail transport unavailable" in i.postctl("queue", "list"),
+                                   timeout=15), i.log()[-3000:])
+        listing = json.loads(i.postctl("queue", "list", "--json"))
+        self.assertEqual(listing[0]["queue"], "deferred")
+        self.assertEqual(len(maildir_files(i, "alice")), 0)
+        self.set_virtual(True)
+        i.postctl("reload")
+        self.assertTrue(wait_until(lambda: len(maildir_files(i, "alice")) == 1, timeout=20), i.log()[-3000:])
+        self.assertTrue(wait_until(lambda: "Mail queue is empty" in i.postctl("queue", "list")))
+
+    def test_corrupt_queue_file_set_aside(self):
+        i = self.inst
+        i.start()
+        bad_id = "0" * 13 + "ABCDE"
+        path = i.path("queue", "incoming", bad_id)
+        with open(path, "wb") as f:
+            f.write(b"PSTQ" + b"\xff" * 200)   # right magic, nonsense after it
+        if os.geteuid() == 0:
+            import pwd
+            pw = pwd.getpwnam("postern")
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        self.assertTrue(wait_until(lambda: os.path.exists(i.path("queue", "corrupt", bad_id)), timeout=20),
+                        i.log()[-3000:])
+        self.assertIn("%s: corrupt queue file moved to corrupt/" % bad_id, i.log())
+        # the queue still works
+        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+            s.sendmail("a@outside.test", ["alice@" + DOMAIN], make_message("after-corrupt"))
+        self.assertTrue(wait_until(lambda: len(maildir_files(i, "alice")) == 1, timeout=20))
+
+    def test_mailbox_path_escaping_the_base_is_refused(self):
+        i = self.inst
+        # a hostile table entry: must be deferred and logged, never written outside the mail base
+        mailboxes = os.path.join(i.config_dir, "virtual_mailboxes")
+        with open(mailboxes, "a") as f:
+            f.write("evil@%s ../../escaped/\n" % DOMAIN)
+        i.postctl("map", mailboxes)
+        i.start()
+        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+            s.sendmail("a@outside.test", ["evil@" + DOMAIN], make_message("escape"))
+        self.assertTrue(wait_until(lambda: "bad mailbox path" in i.log(), timeout=15), i.log()[-3000:])
+        self.assertFalse(os.path.exists(os.path.join(i.base, "escaped")))
+        self.assertFalse(os.path.exists(i.path("escaped")))
+        listing = json.loads(i.postctl("queue", "list", "--json"))
+        self.assertEqual([r["address"] for r in listing[0]["recipients"]], ["evil@" + DOMAIN])
+
+
 if __name__ == "__main__":
     main()
