@@ -974,8 +974,12 @@ int queue_file_read(int fd, struct queue_file *qf, struct strbuf *err)
 
 void queue_file_free(struct queue_file *qf)
 {
-    struct queue_envelope *env = &qf->env;
+    queue_envelope_free(&qf->env);
+    memset(qf, 0, sizeof(*qf));
+}
 
+void queue_envelope_free(struct queue_envelope *env)
+{
     if (env->rcpts) {
         for (size_t i = 0; i < env->nrcpt; i++) {
             free(env->rcpts[i].address);
@@ -992,7 +996,7 @@ void queue_file_free(struct queue_file *qf)
     free(env->body_type);
     free(env->envid);
     free(env->ret);
-    memset(qf, 0, sizeof(*qf));
+    memset(env, 0, sizeof(*env));
 }
 
 /* Updating in place. */

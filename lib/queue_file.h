@@ -103,6 +103,8 @@ uint64_t queue_writer_size(const struct queue_writer *w);   /* message bytes so 
 /* queue_file_read - read and validate the file open at fd; -1 with err: corrupt (or I/O error, errno set) */
 int  queue_file_read(int fd, struct queue_file *qf, struct strbuf *err);
 void queue_file_free(struct queue_file *qf);
+/* queue_envelope_free - free every string an envelope owns (all of its pointer fields) */
+void queue_envelope_free(struct queue_envelope *env);
 /* queue_file_update_rcpt - rewrite recipient i's status record in place and fdatasync */
 int  queue_file_update_rcpt(int fd, struct queue_file *qf, size_t i, enum queue_rcpt_state state,
                             const char *reason, struct strbuf *err);

@@ -114,21 +114,6 @@ void smtpd_queue_format_received(struct strbuf *out, const struct smtpd_envelope
     free(helo);
 }
 
-/* envelope_free - our copies in env */
-static void envelope_free(struct queue_envelope *env)
-{
-    free(env->sender);
-    free(env->client_addr);
-    free(env->client_name);
-    free(env->helo);
-    free(env->protocol);
-    free(env->body_type);
-    for (size_t i = 0; i < env->nrcpt; i++)
-        free(env->rcpts[i].address);
-    free(env->rcpts);
-    memset(env, 0, sizeof(*env));
-}
-
 /* envelope_fill - the queue envelope from the session's, duplicates dropped */
 static void envelope_fill(struct queue_envelope *qe, const struct smtpd_envelope *env)
 {
@@ -161,7 +146,7 @@ static void envelope_fill(struct queue_envelope *qe, const struct smtpd_envelope
 /* msg_free - the handle and everything in it (the writer is already gone) */
 static void msg_free(struct queue_msg *m)
 {
-    envelope_free(&m->env);
+    queue_envelope_free(&m->env);
     sb_free(&m->buf);
     free(m);
 }
