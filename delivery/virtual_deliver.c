@@ -62,6 +62,7 @@ void virtual_log_result(const struct delivery_request *req, size_t i, const stru
 {
     static const char *words[] = {
         [DELIVERY_OK] = "sent", [DELIVERY_DEFER] = "deferred", [DELIVERY_BOUNCE] = "bounced",
+        [DELIVERY_RETRY] = "deferred",
     };
     struct timespec now;
     double  delay;
@@ -124,7 +125,7 @@ static void deliver_one(struct virtual_server *vs, const struct delivery_request
     if (found == MAP_NOTFOUND) {
         if (directory_refresh(vs->dir)) {
             service_retire(vs->svc, "a lookup table changed; a fresh process will deliver with it");
-            virtual_result(res, DELIVERY_DEFER, "4.3.0", "lookup table changed; retrying with the new table");
+            virtual_result(res, DELIVERY_RETRY, "4.3.0", "lookup table changed; retrying with the new table");
             goto out;
         }
         found = directory_mailbox(vs->dir, rcpt, &path);

@@ -45,9 +45,10 @@ static const char *status_names[] = {
     [DELIVERY_OK] = "ok",
     [DELIVERY_DEFER] = "defer",
     [DELIVERY_BOUNCE] = "bounce",
+    [DELIVERY_RETRY] = "retry",
 };
 
-/* delivery_status_name - "ok", "defer", "bounce" */
+/* delivery_status_name - "ok", "defer", "bounce", "retry" */
 const char *delivery_status_name(enum delivery_status status)
 {
     if ((unsigned) status >= sizeof(status_names) / sizeof(status_names[0]))
@@ -330,6 +331,7 @@ static char dsn_class(enum delivery_status status)
     case DELIVERY_OK:
         return '2';
     case DELIVERY_DEFER:
+    case DELIVERY_RETRY:
         return '4';
     case DELIVERY_BOUNCE:
         return '5';

@@ -8,7 +8,7 @@
  *                   recipient in order: rcpt=ADDRESS, rcpt_index=N (the
  *                   recipient's index in the queue file), optional orcpt=
  *   agent -> qmgr   type=result, one per request, in the request's recipient
- *                   order: status=ok|defer|bounce, dsn=X.Y.Z, reason=TEXT for
+ *                   order: status=ok|defer|bounce|retry, dsn=X.Y.Z, reason=TEXT for
  *                   each recipient (three attributes each, in that order)
  *
  * One request per connection at a time; the agent answers every request,
@@ -25,7 +25,8 @@
 
 #define DELIVERY_MAX_RCPT 10000
 
-enum delivery_status { DELIVERY_OK, DELIVERY_DEFER, DELIVERY_BOUNCE };
+/* retry: temporary, and worth trying again at once (the agent is being replaced: a table changed) */
+enum delivery_status { DELIVERY_OK, DELIVERY_DEFER, DELIVERY_BOUNCE, DELIVERY_RETRY };
 
 struct delivery_rcpt {
     char   *address;

@@ -241,6 +241,8 @@ static void apply_results(struct qmgr_job *job, const struct delivery_result *re
 
         qmgr_rcpt_result(job->msg, job->idx[k], st, res[k].dsn, res[k].reason ? res[k].reason : "",
                          job->tr->name, false);
+        if (res[k].status == DELIVERY_RETRY)
+            job->msg->retry_now = true;         /* a fresh agent takes over: no back-off */
     }
 }
 

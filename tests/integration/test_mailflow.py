@@ -265,6 +265,40 @@ class RestartTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: "Mail queue is empty" in i.postctl("queue", "list")))
 
 
+class TableChangeTest(unittest.TestCase):
+    """An admin adds a user and mail for it arrives at once: no daemon bounces or delays it on
+    the table it had before (default back-off: 300 s, so a delay would show)."""
+
+    def setUp(self):
+        self.inst = Instance("tables")
+        self.inst.postctl("domain", "add", DOMAIN)
+        self.inst.start()
+
+    def tearDown(self):
+        self.inst.cleanup()
+
+    def test_user_added_then_mailed_at_once(self):
+        i = self.inst
+        for n in range(3):
+            user = "new%d" % n
+            i.postctl("user", "add", "%s@%s" % (user, DOMAIN), "--password-stdin", input="pw\n")
+            # straight away, as a script would; a 4xx (table being reloaded) is retried like a client would
+            deadline = time.time() + 10
+            while True:
+                try:
+                    with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+                        s.sendmail("a@outside.test", ["%s@%s" % (user, DOMAIN)], make_message("hello-" + user))
+                    break
+                except smtplib.SMTPRecipientsRefused as e:
+                    code = list(e.recipients.values())[0][0]
+                    self.assertLess(code, 500, "permanent refusal of a user just added: %r" % e.recipients)
+                    self.assertLess(time.time(), deadline)
+                    time.sleep(0.2)
+            self.assertTrue(wait_until(lambda: len(maildir_files(i, user)) == 1, timeout=15),
+                            "%s not delivered at once; log:\n%s" % (user, i.log()[-4000:]))
+        self.assertNotIn("status=bounced", i.log())
+
+
 class FailureTest(unittest.TestCase):
     """What goes wrong is deferred or set aside, never lost or written where it must not be."""
 
