@@ -5,6 +5,7 @@
  *   del ADDRESS
  *   list [DOMAIN] [--json]
  *   passwd ADDRESS [--password-stdin]
+ *   disable|enable ADDRESS     Dovecot's "nologin": no login anywhere, mail still delivered
  *
  * A mailbox is an entry "ADDRESS DOMAIN/LOCAL/" in virtual_mailbox_maps (the
  * Maildir, relative to virtual_mailbox_base) and a line in auth_passwd_file,
@@ -32,10 +33,11 @@
 
 static void user_usage(FILE *out)
 {
-    fprintf(out, "usage: postctl user add ADDRESS [--quota SIZE] [--password-stdin]\n"
+    fprintf(out, "usage: postctl user add ADDRESS [--quota SIZE] [--password-stdin] [--disabled]\n"
             "       postctl user del ADDRESS\n"
             "       postctl user list [DOMAIN] [--json]\n"
-            "       postctl user passwd ADDRESS [--password-stdin]\n");
+            "       postctl user passwd ADDRESS [--password-stdin]\n"
+            "       postctl user disable|enable ADDRESS   (a disabled user cannot log in; mail still arrives)\n");
 }
 
 /* read_line - one line from fd 0 without its end, bounded */
@@ -101,21 +103,88 @@ int postctl_read_password(bool from_stdin, struct strbuf *out, struct strbuf *er
     return rc;
 }
 
-/* passwd_value - the part after "ADDRESS:" of a passwd-file line */
-static void passwd_value(const char *hash, long long quota, struct strbuf *out)
-{
-    sb_reset(out);
-    sb_printf(out, "%s::::::", hash);
-    if (quota > 0)
-        sb_printf(out, "userdb_quota_rule=*:bytes=%lld", quota);
-}
+#define QUOTA_FIELD "userdb_quota_rule=*:bytes="
+
+/* A change to one passwd-file entry; what is not set is kept. */
+struct passwd_change {
+    const char *hash;                   /* NULL: keep */
+    long long quota;                    /* -1: keep; 0: none */
+    int     nologin;                    /* -1: keep; 0: enabled; 1: disabled */
+};
 
 /* quota_of - the quota in a passwd-file value, 0 if none */
 static long long quota_of(const char *value)
 {
-    const char *q = strstr(value, "userdb_quota_rule=*:bytes=");
+    const char *q = strstr(value, QUOTA_FIELD);
 
-    return q ? atoll(q + strlen("userdb_quota_rule=*:bytes=")) : 0;
+    return q ? atoll(q + strlen(QUOTA_FIELD)) : 0;
+}
+
+/* extra_fields - the space-separated extra fields after the 7th ':' of "hash:uid:gid:gecos:home:shell:" */
+static void extra_fields(const char *value, struct strlist *extras)
+{
+    const char *p = value;
+
+    for (int colons = 0; colons < 6 && p; colons++)
+        if ((p = strchr(p, ':')) != NULL)
+            p++;
+    if (p)
+        strlist_split(extras, p);
+}
+
+/* apply_change - the new value of a passwd-file entry from its old one (NULL: new user) */
+static void apply_change(const char *old, const struct passwd_change *c, struct strbuf *out)
+{
+    struct strlist extras = STRLIST_INIT;
+    struct strbuf hash = STRBUF_INIT;
+    long long quota = old ? quota_of(old) : 0;
+    bool    nologin = false;
+
+    if (old) {
+        sb_append(&hash, old, strcspn(old, ":"));
+        extra_fields(old, &extras);
+    }
+    if (c->hash)
+        sb_set(&hash, c->hash);
+    if (c->quota >= 0)
+        quota = c->quota;
+    sb_reset(out);
+    sb_printf(out, "%s::::::", sb_str(&hash));
+    for (size_t i = 0; i < extras.count; i++) {
+        if (strcmp(extras.items[i], "nologin") == 0)
+            nologin = true;
+        else if (strncmp(extras.items[i], QUOTA_FIELD, strlen(QUOTA_FIELD)) != 0)
+            sb_printf(out, "%s ", extras.items[i]);     /* fields we do not manage stay */
+    }
+    if (c->nologin >= 0)
+        nologin = c->nologin;
+    if (nologin)
+        sb_puts(out, "nologin ");
+    if (quota > 0)
+        sb_printf(out, QUOTA_FIELD "%lld ", quota);
+    if (out->data[sb_len(out) - 1] == ' ')
+        sb_truncate(out, sb_len(out) - 1);
+    strlist_free(&extras);
+    sb_free(&hash);
+}
+
+/* update_passwd - change (or create) ADDRESS's passwd-file entry */
+static int update_passwd(struct config *cfg, const char *address, const struct passwd_change *c,
+                         struct strbuf *err)
+{
+    struct text_table t;
+    struct strbuf old = STRBUF_INIT;
+    struct strbuf value = STRBUF_INIT;
+    bool    exists;
+
+    if (table_open(&t, config_str(cfg, "auth_passwd_file"), ':', err) < 0)
+        return -1;
+    exists = table_get(&t, address, &old);
+    apply_change(exists ? old.data : NULL, c, &value);
+    table_set(&t, address, value.data);
+    sb_free(&old);
+    sb_free(&value);
+    return table_commit(&t, NULL, err);
 }
 
 /* mailbox_path - "domain/local/" for a new user; -1 if the local part is unsafe as a name */
@@ -134,23 +203,6 @@ static int mailbox_path(const char *address, struct strbuf *path, struct strbuf 
     return 0;
 }
 
-/* set_password_line - write ADDRESS's passwd-file line */
-static int set_password_line(struct config *cfg, const char *address, const char *hash, long long quota,
-                             bool keep_quota, struct strbuf *err)
-{
-    struct text_table t;
-    struct strbuf value = STRBUF_INIT;
-
-    if (table_open(&t, config_str(cfg, "auth_passwd_file"), ':', err) < 0)
-        return -1;
-    if (keep_quota && table_get(&t, address, &value))
-        quota = quota_of(value.data);
-    passwd_value(hash, quota, &value);
-    table_set(&t, address, value.data);
-    sb_free(&value);
-    return table_commit(&t, NULL, err);
-}
-
 static int user_add(struct config *cfg, int argc, char **argv)
 {
     struct strbuf address = STRBUF_INIT, domain = STRBUF_INIT, err = STRBUF_INIT;
@@ -159,6 +211,7 @@ static int user_add(struct config *cfg, int argc, char **argv)
     const char *name = NULL;
     const char *cls;
     bool    from_stdin = false;
+    bool    disabled = false;
     long long quota = 0;
     struct text_table t;
     int     rc = POSTCTL_FAILED;
@@ -166,6 +219,8 @@ static int user_add(struct config *cfg, int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--password-stdin") == 0)
             from_stdin = true;
+        else if (strcmp(argv[i], "--disabled") == 0)
+            disabled = true;
         else if (strcmp(argv[i], "--quota") == 0 && i + 1 < argc) {
             if (config_parse_size(argv[++i], &quota) < 0) {
                 fprintf(stderr, "postctl user add: bad --quota '%s' (e.g. 500M, 2G)\n", argv[i]);
@@ -209,7 +264,9 @@ static int user_add(struct config *cfg, int argc, char **argv)
         sb_set(&hash, NO_PASSWORD);
     }
     /* the password first: a mailbox never exists without its passwd line */
-    if (set_password_line(cfg, address.data, hash.data, quota, false, &err) < 0) {
+    struct passwd_change change = {hash.data, quota, disabled ? 1 : 0};
+
+    if (update_passwd(cfg, address.data, &change, &err) < 0) {
         table_close(&t);
         goto out;
     }
@@ -267,33 +324,40 @@ out:
     return rc;
 }
 
+/* existing_mailbox - the checked address of an existing mailbox; -1 with err otherwise */
+static int existing_mailbox(struct config *cfg, const char *name, struct strbuf *address, struct strbuf *err)
+{
+    struct strbuf domain = STRBUF_INIT, spec = STRBUF_INIT, path = STRBUF_INIT, maildir = STRBUF_INIT;
+    struct text_table t;
+    int     rc = -1;
+
+    if (admin_address(name, address, &domain, err) == 0
+        && table_file_for(cfg, "virtual_mailbox_maps", &spec, &path, err) == 0
+        && table_open(&t, path.data, ' ', err) == 0) {
+        if (table_get(&t, address->data, &maildir))
+            rc = 0;
+        else
+            sb_printf(err, "%s is not a mailbox of this instance", address->data);
+        table_close(&t);
+    }
+    sb_free(&domain), sb_free(&spec), sb_free(&path), sb_free(&maildir);
+    return rc;
+}
+
 static int user_passwd(struct config *cfg, int argc, char **argv)
 {
-    struct strbuf address = STRBUF_INIT, domain = STRBUF_INIT, err = STRBUF_INIT;
-    struct strbuf spec = STRBUF_INIT, path = STRBUF_INIT, maildir = STRBUF_INIT;
-    struct strbuf plain = STRBUF_INIT, hash = STRBUF_INIT;
+    struct strbuf address = STRBUF_INIT, err = STRBUF_INIT, plain = STRBUF_INIT, hash = STRBUF_INIT;
     bool    from_stdin = argc == 4 && strcmp(argv[3], "--password-stdin") == 0;
-    struct text_table t;
-    bool    exists = false;
     int     rc = POSTCTL_FAILED;
 
     if (argc < 3 || argc > 4 || (argc == 4 && !from_stdin)) {
         user_usage(stderr);
         return POSTCTL_USAGE;
     }
-    if (admin_address(argv[2], &address, &domain, &err) < 0
-        || table_file_for(cfg, "virtual_mailbox_maps", &spec, &path, &err) < 0
-        || table_open(&t, path.data, ' ', &err) < 0)
-        goto out;
-    exists = table_get(&t, address.data, &maildir);
-    table_close(&t);
-    if (!exists) {
-        sb_printf(&err, "%s is not a mailbox of this instance", address.data);
-        goto out;
-    }
-    if (postctl_read_password(from_stdin, &plain, &err) < 0
+    if (existing_mailbox(cfg, argv[2], &address, &err) < 0
+        || postctl_read_password(from_stdin, &plain, &err) < 0
         || password_hash(PASSWORD_DEFAULT_SCHEME, plain.data, &hash, &err) < 0
-        || set_password_line(cfg, address.data, hash.data, 0, true, &err) < 0)
+        || update_passwd(cfg, address.data, &(struct passwd_change) {hash.data, -1, -1}, &err) < 0)
         goto out;
     printf("postctl user: password of %s changed\n", address.data);
     rc = POSTCTL_OK;
@@ -302,8 +366,28 @@ out:
         fprintf(stderr, "postctl user passwd: %s\n", sb_str(&err));
     if (plain.data)
         explicit_bzero(plain.data, plain.cap);
-    sb_free(&address), sb_free(&domain), sb_free(&err), sb_free(&spec), sb_free(&path);
-    sb_free(&maildir), sb_free(&plain), sb_free(&hash);
+    sb_free(&address), sb_free(&err), sb_free(&plain), sb_free(&hash);
+    return rc;
+}
+
+/* user_set_disabled - "disable": no login anywhere (Dovecot's nologin); mail is still delivered */
+static int user_set_disabled(struct config *cfg, int argc, char **argv, bool disabled)
+{
+    struct strbuf address = STRBUF_INIT, err = STRBUF_INIT;
+    int     rc = POSTCTL_FAILED;
+
+    if (argc != 3) {
+        user_usage(stderr);
+        return POSTCTL_USAGE;
+    }
+    if (existing_mailbox(cfg, argv[2], &address, &err) == 0
+        && update_passwd(cfg, address.data, &(struct passwd_change) {NULL, -1, disabled}, &err) == 0) {
+        printf("postctl user: %s %s\n", address.data, disabled ? "disabled: it cannot log in" : "enabled");
+        rc = POSTCTL_OK;
+    } else {
+        fprintf(stderr, "postctl user %s: %s\n", argv[1], sb_str(&err));
+    }
+    sb_free(&address), sb_free(&err);
     return rc;
 }
 
@@ -338,6 +422,7 @@ static int user_list(struct config *cfg, int argc, char **argv)
     while (table_next(&t, &pos, &key, &value)) {
         const char *at = strrchr(key.data, '@');
         bool    has_pw = false;
+        bool    disabled = false;
         long long quota = 0;
 
         if (sb_len(&domain) && (at == NULL || strcasecmp(at + 1, domain.data) != 0))
@@ -345,16 +430,23 @@ static int user_list(struct config *cfg, int argc, char **argv)
         if (have_passwd && table_get(&passwd, key.data, &pw)) {
             has_pw = strncmp(pw.data, NO_PASSWORD ":", 2) != 0;
             quota = quota_of(pw.data);
+
+            struct strlist extras = STRLIST_INIT;
+
+            extra_fields(pw.data, &extras);
+            disabled = strlist_contains(&extras, "nologin");
+            strlist_free(&extras);
         }
         if (json) {
             sb_puts(&out, n ? ",{\"address\":" : "{\"address\":");
             json_string(&out, key.data);
             sb_puts(&out, ",\"mailbox\":");
             json_string(&out, value.data);
-            sb_printf(&out, ",\"quota\":%lld,\"password\":%s}", quota, has_pw ? "true" : "false");
+            sb_printf(&out, ",\"quota\":%lld,\"password\":%s,\"disabled\":%s}", quota,
+                      has_pw ? "true" : "false", disabled ? "true" : "false");
         } else {
-            sb_printf(&out, "%-40s %-40s quota=%lld%s\n", key.data, value.data, quota,
-                      has_pw ? "" : " (no password)");
+            sb_printf(&out, "%-40s %-40s quota=%lld%s%s\n", key.data, value.data, quota,
+                      has_pw ? "" : " (no password)", disabled ? " (disabled)" : "");
         }
         n++;
     }
@@ -392,6 +484,8 @@ int cmd_user(struct postctl *ctl, int argc, char **argv)
         rc = user_list(cfg, argc, argv);
     else if (strcmp(argv[1], "passwd") == 0)
         rc = user_passwd(cfg, argc, argv);
+    else if (strcmp(argv[1], "disable") == 0 || strcmp(argv[1], "enable") == 0)
+        rc = user_set_disabled(cfg, argc, argv, strcmp(argv[1], "disable") == 0);
     else {
         user_usage(stderr);
         rc = POSTCTL_USAGE;

@@ -78,6 +78,24 @@ class MailFlowTest(unittest.TestCase):
         self.assertNotIn("alice-secret", line)
         self.assertEqual(os.stat(i.path("auth", "passwd")).st_mode & 0o777, 0o600)
 
+    def test_disable_enable_and_passwd_keep_the_rest(self):
+        i = self.inst
+        i.postctl("user", "add", "carol@" + DOMAIN, "--quota", "2M", "--password-stdin", input="c1\n")
+        i.postctl("user", "disable", "carol@" + DOMAIN)
+
+        def carol():
+            return [u for u in json.loads(i.postctl("user", "list", "--json"))
+                    if u["address"] == "carol@" + DOMAIN][0]
+        self.assertTrue(carol()["disabled"])
+        i.postctl("user", "passwd", "carol@" + DOMAIN, "--password-stdin", input="c2\n")
+        self.assertTrue(carol()["disabled"])                     # a new password does not enable
+        self.assertEqual(carol()["quota"], 2 * 1024 * 1024)      # nor drop the quota
+        i.postctl("user", "enable", "carol@" + DOMAIN)
+        self.assertFalse(carol()["disabled"])
+        r = i.postctl_raw("user", "disable", "nobody@" + DOMAIN)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not a mailbox", r.stderr)
+
     def test_admin_errors(self):
         i = self.inst
         r = i.postctl_raw("user", "add", "carol@nowhere.test", "--password-stdin", input="x\n")
