@@ -18,7 +18,7 @@ int cmd_pw(struct postctl *ctl, int argc, char **argv)
 
     (void) ctl;
     if (postctl_wants_help(argc, argv)) {
-        printf("usage: postctl pw [-s SCHEME]\n  SCHEME: SHA512-CRYPT (default) or SHA256-CRYPT\n");
+        printf("usage: postctl pw [-s SCHEME]\n  SCHEME: SHA512-CRYPT (default), SHA256-CRYPT, BLF-CRYPT, ARGON2ID or SSHA512\n");
         return POSTCTL_OK;
     }
     if (argc == 3 && strcmp(argv[1], "-s") == 0)
