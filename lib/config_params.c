@@ -90,6 +90,16 @@ const struct config_param config_params[] = {
     STR("smtpd_tls_security_level", ""),
     BOOL("smtpd_tls_auth_only", "no"),
     BOOL("smtpd_tls_wrappermode", "no"),
+    /* smtpd TLS and SASL details (smtpd_tls.c, smtpd_sasl.c). */
+    STR("smtpd_tls_protocols", ">=TLSv1.2"),            /* Postfix 3.6 syntax; also "!TLSv1, !TLSv1.1" */
+    STR("smtpd_tls_ciphers", ""),                       /* TLS 1.2 cipher list; empty: OpenSSL's */
+    STR("smtpd_tls_eccert_file", ""),                   /* second chain (ECDSA) beside the RSA one */
+    STR("smtpd_tls_eckey_file", "$smtpd_tls_eccert_file"),
+    TIME("smtpd_tls_session_cache_timeout", "3600s", 0),
+    BOOL("smtpd_tls_received_header", "yes"),           /* "(using TLSv1.3 with cipher ...)" */
+    BOOL("smtpd_sasl_authenticated_header", "no"),      /* login name in Received: */
+    BOOL("broken_sasl_auth_clients", "no"),             /* also "AUTH=PLAIN LOGIN" for old Outlook */
+    STR("smtpd_sender_login_maps", ""),                 /* sender address -> login(s) owning it */
 
     /* Address classes and routing. */
     STR("virtual_mailbox_domains", ""),
@@ -109,6 +119,20 @@ const struct config_param config_params[] = {
     TIME("maximal_backoff_time", "4000s", 1),
     TIME("maximal_queue_lifetime", "5d", 0),
     TIME("bounce_queue_lifetime", "5d", 0),
+
+    /* authd: brute-force defence (per client IP, IPv6 per /64, and per user name).
+     * A failed login's reply waits auth_failure_delay, doubling with each failure
+     * in the window up to auth_failure_delay_max; auth_failure_limit failures
+     * within auth_failure_window lock that IP / user out for auth_lockout_time
+     * (0 = never lock). A success resets its IP and user. auth_throttle_entries
+     * bounds the memory for the counters. */
+    TIME("auth_failure_delay", "2s", 0),
+    TIME("auth_failure_delay_max", "15s", 0),
+    INT("auth_failure_limit", "10", 0),
+    TIME("auth_failure_window", "10m", 1),
+    TIME("auth_lockout_time", "10m", 0),
+    INT("auth_throttle_entries", "100000", 1),
+    TIME("auth_request_timeout", "2m", 1),      /* a CONT round trip left unanswered */
 };
 
 const size_t config_params_count = sizeof(config_params) / sizeof(config_params[0]);

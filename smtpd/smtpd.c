@@ -5,8 +5,9 @@
  * queue_directory; one process serves many sessions (smtpd_session.c).
  * This file reads the settings from main.cf, sets up the recipient checks
  * (smtpd_check.c: tables opened while still privileged, as they may live
- * outside the chroot) and, after the privilege drop, the queue store
- * (smtpd_queue.c) that sessions hand messages to.
+ * outside the chroot), TLS (smtpd_tls.c: the private key is readable by root
+ * only) and SASL (smtpd_sasl.c), and, after the privilege drop, the queue
+ * store (smtpd_queue.c) that sessions hand messages to.
  *
  * smtpd_store_none stays for tests of the protocol engine: it reads and
  * drops every message and answers 451, so no client is ever told a message
@@ -94,6 +95,8 @@ static void smtpd_init(struct service *svc)
     set->myorigin = xstrdup(config_str(svc->cfg, "myorigin"));
     set->mail_name = xstrdup(config_str(svc->cfg, "mail_name"));
     server.check = smtpd_check_init(svc);
+    smtpd_tls_init(&server);
+    smtpd_sasl_init(&server);
     /* Received: dates are local time; the zone file is out of reach after chroot. */
     tzset();
     svc->app = &server;

@@ -7,8 +7,13 @@
  *                  bare CR/LF detection, size limit, hand-off to the store
  * smtpd_queue.c    the queue store: queue file in incoming/, Received:
  *                  header, 250 only after commit; the nudge to qmgr
- * smtpd_check.c    recipient checks at RCPT: domain classes, unknown users,
- *                  relay permission (smtpd_relay/recipient_restrictions)
+ * smtpd_check.c    sender and recipient checks: domain classes, unknown
+ *                  users, relay permission, sender login ownership
+ *                  (smtpd_sender/relay/recipient_restrictions)
+ * smtpd_tls.c      STARTTLS and implicit TLS: the server context, TLS
+ *                  bufferevents, handshake wording for logs and headers
+ * smtpd_sasl.c     AUTH: the client side of the Dovecot auth protocol, one
+ *                  multiplexed connection per process to authd
  *
  * The store is the seam between the protocol and the queue: smtpd_data.c
  * hands it the message in chunks and then either commits or discards it. The
@@ -28,8 +33,13 @@
 #include "service.h"
 #include "strbuf.h"
 
+struct bufferevent;
 struct evbuffer;
 struct smtpd_session;
+struct tls_server;
+
+/* smtpd_tls_security_level */
+enum smtpd_tls_level { SMTPD_TLS_NONE, SMTPD_TLS_MAY, SMTPD_TLS_ENCRYPT };
 
 /* Settings from main.cf, read once at start (smtpd.c). */
 struct smtpd_settings {
@@ -44,6 +54,13 @@ struct smtpd_settings {
     unsigned hard_error_limit;          /* bad commands before 421 */
     char   *myorigin;                   /* appended to addresses without a domain */
     char   *mail_name;                  /* "Postern": the Received: header's "by ... (NAME)" */
+    enum smtpd_tls_level tls_level;     /* smtpd_tls_security_level */
+    bool    tls_wrapper;                /* smtpd_tls_wrappermode: TLS from the first byte (465) */
+    bool    tls_auth_only;              /* smtpd_tls_auth_only */
+    bool    tls_received_header;        /* smtpd_tls_received_header */
+    bool    sasl_enable;                /* smtpd_sasl_auth_enable */
+    bool    sasl_header;                /* smtpd_sasl_authenticated_header */
+    bool    broken_sasl;                /* broken_sasl_auth_clients: also "AUTH=PLAIN LOGIN" */
 };
 
 /* Who is connected: what logs, checks and the Received: header need. */
@@ -54,6 +71,10 @@ struct smtpd_client {
     unsigned port;
     const char *name;                   /* reverse name; "unknown" (we do no DNS yet) */
     char    ident[INET6_ADDRSTRLEN + 32];   /* "unknown[192.0.2.1]:1234" for logs */
+    char    local_addr[INET6_ADDRSTRLEN];   /* our end ("" if unknown), for authd's lip */
+    bool    tls;                        /* the connection is encrypted now */
+    const char *sasl_username;          /* the logged-in user; NULL if none */
+    const char *sasl_method;            /* "PLAIN", "LOGIN"; NULL if none */
 };
 
 /* The envelope of the message being received, as a store sees it. */
@@ -61,12 +82,15 @@ struct smtpd_envelope {
     const char *client;                 /* "unknown[192.0.2.1]:1234" for logs */
     const struct smtpd_client *cl;      /* the same, in parts */
     const char *helo;                   /* HELO/EHLO argument, "" if none */
-    const char *protocol;               /* "SMTP" or "ESMTP" */
+    const char *protocol;               /* "SMTP", "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA" */
     struct address sender;              /* flags ADDRESS_NULL for "<>" */
     struct address *rcpt;               /* accepted recipients */
     size_t  rcpt_count;
     long long declared_size;            /* MAIL FROM SIZE=, -1 if none */
     bool    body_8bit;                  /* BODY=8BITMIME */
+    const char *received_tls;           /* "TLSv1.3 with cipher ..."; NULL: no "(using ...)" */
+    const char *received_tls_details;   /* "key-exchange ..." or "" */
+    const char *received_auth;          /* NULL: no "(Authenticated sender: ...)" */
 };
 
 /*
@@ -99,6 +123,7 @@ struct smtpd_server {
     struct smtpd_settings set;
     const struct smtpd_store *store;
     struct smtpd_check *check;          /* recipient checks; NULL: accept any recipient */
+    struct tls_server *tls;             /* NULL: no TLS on this service (no certificate) */
     struct smtpd_session *sessions;     /* all live sessions, for stop */
     unsigned session_count;
 };
@@ -117,11 +142,54 @@ void smtpd_queue_format_received(struct strbuf *out, const struct smtpd_envelope
 /* smtpd_check_init - tables, mynetworks, restriction lists; fatal on a configuration error */
 struct smtpd_check *smtpd_check_init(struct service *svc);
 void smtpd_check_free(struct smtpd_check *chk);
+/* smtpd_check_mail - at MAIL: sender restrictions unless smtpd_delay_reject; 0 or -1 + reply */
+int  smtpd_check_mail(struct smtpd_check *chk, const struct smtpd_client *cl,
+                      const struct address *sender, struct strbuf *reply);
 /* smtpd_check_rcpt - 0: accept; -1: refused with the reply (4xx/5xx) in reply */
 int  smtpd_check_rcpt(struct smtpd_check *chk, const struct smtpd_client *cl,
-                      const struct address *rcpt, struct strbuf *reply);
+                      const struct address *sender, const struct address *rcpt,
+                      struct strbuf *reply);
 /* smtpd_canonical_address - trailing dot off the domain; "@myorigin" for a bare local part */
 void smtpd_canonical_address(struct address *a, const char *myorigin);
+
+/* smtpd_tls.c */
+/* smtpd_tls_init - TLS settings and context (privileged: reads the key); fatal on errors */
+void smtpd_tls_init(struct smtpd_server *srv);
+/* smtpd_tls_bufferevent - TLS on fd (server side, handshake pending); NULL with a warning */
+struct bufferevent *smtpd_tls_bufferevent(struct smtpd_server *srv, int fd);
+/* smtpd_tls_describe - after the handshake: "TLSv1.3 with cipher ..." and details */
+void smtpd_tls_describe(struct bufferevent *bev, struct strbuf *info, struct strbuf *details);
+/* smtpd_tls_error - why a TLS bufferevent failed (OpenSSL's errors, or errno) */
+void smtpd_tls_error(struct bufferevent *bev, struct strbuf *out);
+/* smtpd_tls_close - send close_notify before the connection is closed (best effort) */
+void smtpd_tls_close(struct bufferevent *bev);
+
+/* smtpd_sasl.c */
+enum smtpd_sasl_status {
+    SMTPD_SASL_CONT,                    /* text: base64 challenge; respond() or cancel() next */
+    SMTPD_SASL_OK,                      /* text: the user name; the exchange is over */
+    SMTPD_SASL_FAIL,                    /* text: reason ("" if none); over */
+    SMTPD_SASL_TEMPFAIL,                /* authd down, slow or confused; text: reason; over */
+};
+struct smtpd_sasl;
+typedef void (*smtpd_sasl_fn)(void *ctx, enum smtpd_sasl_status status, const char *text);
+struct smtpd_sasl_req {
+    const char *mech;                   /* "PLAIN", "LOGIN" */
+    const char *resp;                   /* valid base64 initial response; "" empty; NULL none */
+    bool    secured;                    /* TLS */
+    const char *lip, *rip;              /* NULL to omit */
+};
+/* smtpd_sasl_init - check the SASL settings (fatal on a bad one) */
+void smtpd_sasl_init(struct smtpd_server *srv);
+/* smtpd_sasl_mech_supported - PLAIN or LOGIN (any case) */
+bool smtpd_sasl_mech_supported(const char *mech);
+/* smtpd_sasl_start - ask authd; fn is called later from the event loop, never from here */
+struct smtpd_sasl *smtpd_sasl_start(struct smtpd_server *srv, const struct smtpd_sasl_req *req,
+                                    smtpd_sasl_fn fn, void *ctx);
+/* smtpd_sasl_respond - the client's valid base64 answer to a CONT */
+void smtpd_sasl_respond(struct smtpd_sasl *x, const char *b64);
+/* smtpd_sasl_cancel - forget the exchange (client aborted or left); no more callbacks */
+void smtpd_sasl_cancel(struct smtpd_sasl *x);
 
 /* smtpd_session.c */
 /* smtpd_session_start - greet a new client on fd (non-blocking; closed when done) */

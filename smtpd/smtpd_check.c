@@ -1,16 +1,27 @@
 /*
- * smtpd_check - may this client send to this recipient? Checked at RCPT.
+ * smtpd_check - may this client send from this sender to this recipient?
  *
  * Interface (smtpd.h): smtpd_check_init(), smtpd_check_free(),
- * smtpd_check_rcpt(), smtpd_canonical_address().
+ * smtpd_check_mail(), smtpd_check_rcpt(), smtpd_canonical_address().
  *
- * Order, as Postfix: the recipient's domain is classified (lib/directory.h);
- * then smtpd_relay_restrictions and smtpd_recipient_restrictions are
- * evaluated, each an ordered list where the first decisive restriction wins
- * for that list (permit ends the list, reject ends the check); a list that
- * ends without a decision permits. Finally, for our own domains (local,
- * alias and mailbox class) the address must exist, whoever the client is:
- * unknown users are refused here with 550 5.1.1, never bounced later.
+ * Order, as Postfix: smtpd_sender_restrictions (at RCPT when
+ * smtpd_delay_reject = yes, the default, so that a rejection can name the
+ * recipient and clients that ignore MAIL rejections still get a reply they
+ * understand; at MAIL otherwise); then the recipient's domain is classified
+ * (lib/directory.h) and smtpd_relay_restrictions and
+ * smtpd_recipient_restrictions are evaluated. Each list is ordered and the
+ * first decisive restriction wins for that list (permit ends the list,
+ * reject ends the check); a list that ends without a decision permits.
+ * Finally, for our own domains (local, alias and mailbox class) the address
+ * must exist, whoever the client is: unknown users are refused here with
+ * 550 5.1.1, never bounced later.
+ *
+ * reject_sender_login_mismatch follows Postfix: smtpd_sender_login_maps
+ * maps a sender address (or "@domain") to the login names that own it; a
+ * sender owned by someone is refused to a client that is not logged in, and
+ * a logged-in client may only use senders its login owns ("553 5.7.1
+ * <a>: Sender address rejected: not owned by user NAME"). The
+ * authenticated_ and unauthenticated_ variants are each half of that.
  *
  * The restrictions are a table of names and functions (restriction_defs);
  * a list is parsed once at start into pointers into that table, so an
@@ -54,8 +65,10 @@ enum check_result {
 struct check_ctx {
     struct smtpd_check *chk;
     const struct smtpd_client *cl;
-    const struct address *rcpt;
+    const struct address *sender;       /* NULL: not known yet */
+    const struct address *rcpt;         /* NULL: at MAIL */
     enum domain_class cls;
+    bool    sender_list;                /* evaluating smtpd_sender_restrictions */
     struct strbuf *reply;
 };
 
@@ -77,6 +90,9 @@ struct smtpd_check {
     struct service *svc;
     struct directory *dir;
     struct netmatch *mynetworks;
+    struct maplist *login_maps;         /* smtpd_sender_login_maps */
+    bool    delay_reject;               /* smtpd_delay_reject */
+    struct restriction_list sender;
     struct restriction_list relay;
     struct restriction_list recipient;
 };
@@ -105,17 +121,16 @@ static enum check_result r_permit_mynetworks(struct check_ctx *ctx)
         ? CHECK_PERMIT : CHECK_DUNNO;
 }
 
-/* r_permit_sasl_authenticated - the client logged in (no SASL yet: never) */
+/* r_permit_sasl_authenticated - the client logged in with AUTH */
 static enum check_result r_permit_sasl_authenticated(struct check_ctx *ctx)
 {
-    (void) ctx;
-    return CHECK_DUNNO;
+    return ctx->cl->sasl_username != NULL ? CHECK_PERMIT : CHECK_DUNNO;
 }
 
 /* r_reject_unauth_destination - refuse a domain that is neither ours nor relayed by us */
 static enum check_result r_reject_unauth_destination(struct check_ctx *ctx)
 {
-    if (auth_destination(ctx->cls))
+    if (ctx->rcpt == NULL || auth_destination(ctx->cls))
         return CHECK_DUNNO;
     sb_printf(ctx->reply, "554 5.7.1 <%s>: Relay access denied", sb_str(&ctx->rcpt->addr));
     return CHECK_REFUSE;
@@ -124,7 +139,7 @@ static enum check_result r_reject_unauth_destination(struct check_ctx *ctx)
 /* r_defer_unauth_destination - the same, as a temporary error (safe while testing a setup) */
 static enum check_result r_defer_unauth_destination(struct check_ctx *ctx)
 {
-    if (auth_destination(ctx->cls))
+    if (ctx->rcpt == NULL || auth_destination(ctx->cls))
         return CHECK_DUNNO;
     sb_printf(ctx->reply, "450 4.7.1 <%s>: Relay access denied", sb_str(&ctx->rcpt->addr));
     return CHECK_REFUSE;
@@ -140,9 +155,95 @@ static enum check_result r_permit(struct check_ctx *ctx)
 /* r_reject - no */
 static enum check_result r_reject(struct check_ctx *ctx)
 {
-    sb_printf(ctx->reply, "554 5.7.1 <%s>: Recipient address rejected: Access denied",
-              sb_str(&ctx->rcpt->addr));
+    if (ctx->sender_list || ctx->rcpt == NULL)
+        sb_printf(ctx->reply, "554 5.7.1 <%s>: Sender address rejected: Access denied",
+                  ctx->sender ? sb_str(&ctx->sender->addr) : "");
+    else
+        sb_printf(ctx->reply, "554 5.7.1 <%s>: Recipient address rejected: Access denied",
+                  sb_str(&ctx->rcpt->addr));
     return CHECK_REFUSE;
+}
+
+/* login_owns - is login among the owners (comma/space list) of the sender? */
+static bool login_owns(const char *owners, const char *login)
+{
+    struct strlist names = STRLIST_INIT;
+    bool    yes;
+
+    strlist_split(&names, owners);
+    yes = strlist_contains_nocase(&names, login);
+    strlist_free(&names);
+    return yes;
+}
+
+/*
+ * sender_owners - who owns the sender: MAP_FOUND with the login list in
+ * owners, looked up as "user@domain", then "@domain", as Postfix does.
+ */
+static enum map_status sender_owners(struct check_ctx *ctx, struct strbuf *owners)
+{
+    struct strbuf key = STRBUF_INIT;
+    enum map_status st;
+
+    st = maplist_lookup(ctx->chk->login_maps, sb_str(&ctx->sender->addr), owners);
+    if (st == MAP_NOTFOUND && sb_len(&ctx->sender->domain) > 0) {
+        sb_printf(&key, "@%s", sb_str(&ctx->sender->domain));
+        st = maplist_lookup(ctx->chk->login_maps, sb_str(&key), owners);
+    }
+    sb_free(&key);
+    return st;
+}
+
+/* login_mismatch - the rule behind the *_sender_login_mismatch restrictions */
+static enum check_result login_mismatch(struct check_ctx *ctx, bool check_auth, bool check_unauth)
+{
+    const char *login = ctx->cl->sasl_username;
+    const char *sender;
+    struct strbuf owners = STRBUF_INIT;
+    enum map_status st;
+    enum check_result res = CHECK_DUNNO;
+
+    /* The null sender (bounces) belongs to nobody. */
+    if (ctx->sender == NULL || (ctx->sender->flags & ADDRESS_NULL))
+        return CHECK_DUNNO;
+    if (login != NULL ? !check_auth : !check_unauth)
+        return CHECK_DUNNO;
+    sender = sb_str(&ctx->sender->addr);
+    st = sender_owners(ctx, &owners);
+    if (st == MAP_TEMPFAIL) {
+        msg_warn("%s: <%s>: smtpd_sender_login_maps lookup failed: %s", ctx->cl->ident, sender,
+                 sb_len(&owners) ? sb_str(&owners) : "(no reason given)");
+        sb_printf(ctx->reply, "451 4.3.0 <%s>: Sender address rejected: Temporary lookup failure",
+                  sender);
+        res = CHECK_REFUSE;
+    } else if (login != NULL && (st != MAP_FOUND || !login_owns(sb_str(&owners), login))) {
+        sb_printf(ctx->reply, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s",
+                  sender, login);
+        res = CHECK_REFUSE;
+    } else if (login == NULL && st == MAP_FOUND) {
+        sb_printf(ctx->reply, "553 5.7.1 <%s>: Sender address rejected: not logged in", sender);
+        res = CHECK_REFUSE;
+    }
+    sb_free(&owners);
+    return res;
+}
+
+/* r_reject_sender_login_mismatch - both halves below */
+static enum check_result r_reject_sender_login_mismatch(struct check_ctx *ctx)
+{
+    return login_mismatch(ctx, true, true);
+}
+
+/* r_reject_authenticated_sender_login_mismatch - a logged-in client uses a sender not its own */
+static enum check_result r_reject_authenticated_sender_login_mismatch(struct check_ctx *ctx)
+{
+    return login_mismatch(ctx, true, false);
+}
+
+/* r_reject_unauthenticated_sender_login_mismatch - an owned sender from a client not logged in */
+static enum check_result r_reject_unauthenticated_sender_login_mismatch(struct check_ctx *ctx)
+{
+    return login_mismatch(ctx, false, true);
 }
 
 static const struct restriction_def restriction_defs[] = {
@@ -150,6 +251,11 @@ static const struct restriction_def restriction_defs[] = {
     {"permit_sasl_authenticated", r_permit_sasl_authenticated, false},
     {"reject_unauth_destination", r_reject_unauth_destination, true},
     {"defer_unauth_destination", r_defer_unauth_destination, true},
+    {"reject_sender_login_mismatch", r_reject_sender_login_mismatch, false},
+    {"reject_authenticated_sender_login_mismatch",
+     r_reject_authenticated_sender_login_mismatch, false},
+    {"reject_unauthenticated_sender_login_mismatch",
+     r_reject_unauthenticated_sender_login_mismatch, false},
     {"permit", r_permit, false},
     {"reject", r_reject, true},
 };
@@ -206,6 +312,15 @@ static void parse_restrictions(struct config *cfg, const char *param,
     sb_free(&known);
 }
 
+/* uses_login_maps - does the list hold a restriction that needs smtpd_sender_login_maps? */
+static bool uses_login_maps(const struct restriction_list *rl)
+{
+    for (size_t i = 0; i < rl->count; i++)
+        if (strstr(rl->items[i]->name, "sender_login_mismatch") != NULL)
+            return true;
+    return false;
+}
+
 /* list_refuses_relay - does the list hold anything that can refuse a foreign domain? */
 static bool list_refuses_relay(const struct restriction_list *rl)
 {
@@ -223,6 +338,8 @@ struct smtpd_check *smtpd_check_init(struct service *svc)
     struct strbuf where = STRBUF_INIT;
 
     chk->svc = svc;
+    chk->delay_reject = config_bool(svc->cfg, "smtpd_delay_reject");
+    parse_restrictions(svc->cfg, "smtpd_sender_restrictions", &chk->sender);
     parse_restrictions(svc->cfg, "smtpd_relay_restrictions", &chk->relay);
     parse_restrictions(svc->cfg, "smtpd_recipient_restrictions", &chk->recipient);
     if (!list_refuses_relay(&chk->relay) && !list_refuses_relay(&chk->recipient))
@@ -241,6 +358,21 @@ struct smtpd_check *smtpd_check_init(struct service *svc)
     if (chk->dir == NULL)
         msg_fatal("%s: %s", config_path(svc->cfg), sb_str(&err));
     directory_watch(chk->dir, svc);
+
+    chk->login_maps = maplist_open(config_str(svc->cfg, "smtpd_sender_login_maps"), &err);
+    if (chk->login_maps == NULL) {
+        where_set(svc->cfg, "smtpd_sender_login_maps", &where);
+        msg_fatal("%ssmtpd_sender_login_maps: %s", sb_str(&where), sb_str(&err));
+    }
+    /* A restriction that can never refuse is worse than an error: the admin relies on it. */
+    if (maplist_empty(chk->login_maps)
+        && (uses_login_maps(&chk->sender) || uses_login_maps(&chk->relay)
+            || uses_login_maps(&chk->recipient)))
+        msg_fatal("%s: a *_sender_login_mismatch restriction is used but "
+                  "smtpd_sender_login_maps is empty; set it to a table of sender address -> "
+                  "login, e.g. smtpd_sender_login_maps = hash:$config_directory/sender_logins",
+                  config_path(svc->cfg));
+    service_watch_maps(svc, chk->login_maps);
     sb_free(&err);
     sb_free(&where);
     return chk;
@@ -253,6 +385,8 @@ void smtpd_check_free(struct smtpd_check *chk)
         return;
     directory_close(chk->dir);
     netmatch_free(chk->mynetworks);
+    maplist_close(chk->login_maps);
+    free(chk->sender.items);
     free(chk->relay.items);
     free(chk->recipient.items);
     free(chk);
@@ -266,7 +400,9 @@ static enum check_result eval_list(const struct restriction_list *rl, struct che
 
         if (res != CHECK_DUNNO) {
             if (log_verbose_level() > 0)
-                msg_verbose("%s: <%s>: %s: %s %s", ctx->cl->ident, sb_str(&ctx->rcpt->addr),
+                msg_verbose("%s: <%s>: %s: %s %s", ctx->cl->ident,
+                            ctx->rcpt ? sb_str(&ctx->rcpt->addr)
+                            : ctx->sender ? sb_str(&ctx->sender->addr) : "",
                             rl->param, rl->items[i]->name,
                             res == CHECK_PERMIT ? "permits" : "refuses");
             return res;
@@ -324,15 +460,57 @@ static int check_user(struct check_ctx *ctx)
     return ret;
 }
 
+/* eval_sender - smtpd_sender_restrictions: 0, or -1 with the reply */
+static int eval_sender(struct check_ctx *ctx)
+{
+    enum check_result res;
+
+    ctx->sender_list = true;
+    res = eval_list(&ctx->chk->sender, ctx);
+    ctx->sender_list = false;
+    if (res != CHECK_REFUSE)
+        return 0;
+    if (sb_len(ctx->reply) < 4)
+        msg_panic("smtpd_check: a sender restriction refused without a reply");
+    return -1;
+}
+
+/* smtpd_check_mail - at MAIL: sender restrictions unless smtpd_delay_reject; 0 or -1 + reply */
+int smtpd_check_mail(struct smtpd_check *chk, const struct smtpd_client *cl,
+                     const struct address *sender, struct strbuf *reply)
+{
+    struct check_ctx ctx = {chk, cl, sender, NULL, DOMAIN_OTHER, false, reply};
+    int     ret;
+
+    sb_reset(reply);
+    if (chk->delay_reject)
+        return 0;
+    if ((ret = eval_sender(&ctx)) == 0 || sb_str(reply)[0] != '5')
+        return ret;
+    /* As for recipients: no permanent verdict from a table that was just replaced. */
+    if (maplist_refresh(chk->login_maps)) {
+        service_retire(chk->svc, "a lookup table changed; a fresh process will use it");
+        sb_reset(reply);
+        sb_printf(reply, "450 4.3.0 <%s>: Sender address rejected: lookup table changed; "
+                  "try again", sb_str(&sender->addr));
+        return -1;
+    }
+    sb_reset(reply);
+    return eval_sender(&ctx);
+}
+
 /* check_rcpt_once - the verdict with the tables as they are */
 static int check_rcpt_once(struct smtpd_check *chk, const struct smtpd_client *cl,
-                           const struct address *rcpt, struct strbuf *reply)
+                           const struct address *sender, const struct address *rcpt,
+                           struct strbuf *reply)
 {
-    struct check_ctx ctx = {chk, cl, rcpt, DOMAIN_OTHER, reply};
+    struct check_ctx ctx = {chk, cl, sender, rcpt, DOMAIN_OTHER, false, reply};
 
     sb_reset(reply);
     if (directory_classify(chk->dir, sb_str(&rcpt->domain), &ctx.cls) != DIRECTORY_OK)
         return tempfail(&ctx, "domain class", "a domain table could not be read");
+    if (chk->delay_reject && eval_sender(&ctx) < 0)
+        return -1;
     if (eval_list(&chk->relay, &ctx) == CHECK_REFUSE
         || eval_list(&chk->recipient, &ctx) == CHECK_REFUSE) {
         if (sb_len(reply) < 4)
@@ -352,20 +530,25 @@ static int check_rcpt_once(struct smtpd_check *chk, const struct smtpd_client *c
  * a fresh process with the new tables takes over.
  */
 int smtpd_check_rcpt(struct smtpd_check *chk, const struct smtpd_client *cl,
-                     const struct address *rcpt, struct strbuf *reply)
+                     const struct address *sender, const struct address *rcpt,
+                     struct strbuf *reply)
 {
-    int     ret = check_rcpt_once(chk, cl, rcpt, reply);
+    int     ret = check_rcpt_once(chk, cl, sender, rcpt, reply);
+    bool    changed;
 
     if (ret == 0 || sb_str(reply)[0] != '5')
         return ret;
-    if (directory_refresh(chk->dir)) {
+    changed = directory_refresh(chk->dir);
+    if (maplist_refresh(chk->login_maps))
+        changed = true;
+    if (changed) {
         service_retire(chk->svc, "a lookup table changed; a fresh process will use it");
         sb_reset(reply);
         sb_printf(reply, "450 4.3.0 <%s>: Recipient address rejected: lookup table changed; try again",
                   sb_str(&rcpt->addr));
         return -1;
     }
-    return check_rcpt_once(chk, cl, rcpt, reply);
+    return check_rcpt_once(chk, cl, sender, rcpt, reply);
 }
 
 /* smtpd_canonical_address - trailing dot off the domain; "@myorigin" for a bare local part */

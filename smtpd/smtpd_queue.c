@@ -106,6 +106,19 @@ void smtpd_queue_format_received(struct strbuf *out, const struct smtpd_envelope
         snprintf(date, sizeof(date), "Thu, 01 Jan 1970 00:00:00 +0000 (UTC)");
     sb_printf(out, "Received: from %s (%s [%s%s])\n", helo, name,
               cl && cl->peer.ss_family == AF_INET6 ? "IPv6:" : "", addr);
+    /* Postfix's layout, so that tools that parse these lines keep working. */
+    if (env->received_tls != NULL) {
+        sb_printf(out, "\t(using %s", env->received_tls);
+        if (env->received_tls_details != NULL && *env->received_tls_details)
+            sb_printf(out, "\n\t %s", env->received_tls_details);
+        sb_puts(out, ")\n\t(No client certificate requested)\n");
+    }
+    if (env->received_auth != NULL) {
+        char   *who = printable_copy(env->received_auth, HELO_TEXT_MAX);
+
+        sb_printf(out, "\t(Authenticated sender: %s)\n", who);
+        free(who);
+    }
     sb_printf(out, "\tby %s (%s) with %s id %s", hostname, mail_name, env->protocol, queue_id);
     if (rcpt != NULL)
         sb_printf(out, "\n\tfor <%s>; %s\n", rcpt, date);
@@ -170,7 +183,12 @@ static void *queue_open(const struct smtpd_envelope *env, struct strbuf *reply)
         msg_warn("%s: cannot create a queue file: %s", env->client, sb_str(&err));
         goto fail;
     }
-    msg_info("%s: client=%s", m->env.queue_id, env->client);
+    if (env->cl != NULL && env->cl->sasl_username != NULL)
+        msg_info("%s: client=%s, sasl_method=%s, sasl_username=%s", m->env.queue_id,
+                 env->client, env->cl->sasl_method ? env->cl->sasl_method : "unknown",
+                 env->cl->sasl_username);
+    else
+        msg_info("%s: client=%s", m->env.queue_id, env->client);
     smtpd_queue_format_received(&hdr, env, set->hostname, set->mail_name, m->env.queue_id,
                                 m->env.nrcpt == 1 ? m->env.rcpts[0].address : NULL,
                                 (time_t) m->env.arrival);

@@ -26,6 +26,28 @@
  *
  * Stop: idle sessions get "421 4.3.2 Service shutting down"; a session inside
  * DATA finishes its message first and gets the 421 after the final reply.
+ *
+ * TLS (RFC 3207, RFC 8314). STARTTLS is offered when a certificate is loaded
+ * and smtpd_tls_security_level is may or encrypt; with encrypt, MAIL, AUTH
+ * and VRFY before TLS get "530 5.7.0 Must issue a STARTTLS command first".
+ * After "220 Ready to start TLS" we stop reading, and anything the client
+ * pipelined behind STARTTLS is thrown away unanswered: it was sent in clear
+ * text and could have been injected by a man in the middle, who would then
+ * see its commands run inside the protected session (CVE-2011-0411). Once the
+ * 220 is written the socket moves to a TLS bufferevent (on a duplicate
+ * descriptor, so that each bufferevent owns and closes its own); after the
+ * handshake everything learned in clear text is forgotten and the client
+ * must send EHLO again. With smtpd_tls_wrappermode the handshake comes
+ * first and the 220 greeting follows it (port 465).
+ *
+ * AUTH (RFC 4954) is offered when smtpd_sasl_auth_enable is set, and only
+ * over TLS when smtpd_tls_auth_only is set or TLS is required. The exchange
+ * runs through smtpd_sasl.c; while authd is asked, the session reads no
+ * further commands, so pipelined commands are answered in order and with
+ * the login in effect. "*" aborts; a second AUTH gets 503. The user name is
+ * logged with each queued message and, with smtpd_sasl_authenticated_header,
+ * shown in the Received: header. Failed logins are logged with the client
+ * address, for tools such as fail2ban, and count toward the error limit.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -41,6 +63,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -48,6 +71,7 @@
 #include <event2/event.h>
 
 #include "address.h"
+#include "auth_proto.h"
 #include "log.h"
 #include "mem.h"
 #include "service.h"
@@ -60,8 +84,8 @@
 
 /* Commands, in the order Postfix lists them in the disconnect log line. */
 enum cmd_id {
-    CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_RSET, CMD_NOOP,
-    CMD_VRFY, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, CMD_COUNT
+    CMD_HELO, CMD_EHLO, CMD_STARTTLS, CMD_AUTH, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_RSET,
+    CMD_NOOP, CMD_VRFY, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, CMD_COUNT
 };
 
 struct smtpd_session;
@@ -72,12 +96,18 @@ struct cmd_def {
     cmd_fn  fn;
 };
 
-enum phase { PHASE_CMD, PHASE_DATA };
+enum phase {
+    PHASE_CMD,                          /* reading commands */
+    PHASE_DATA,                         /* reading a message */
+    PHASE_TLS,                          /* after STARTTLS's 220 / on 465: until the handshake ends */
+    PHASE_AUTH,                         /* an AUTH exchange: waiting for authd or a 334 answer */
+};
 
 struct smtpd_session {
     struct smtpd_server *srv;
     struct smtpd_session *prev, *next;
     struct bufferevent *bev;
+    int     fd;                         /* the socket under bev (bev closes it) */
     struct smtpd_client cl;
     enum phase phase;
     bool    closing;                    /* last reply queued; free when written */
@@ -86,6 +116,15 @@ struct smtpd_session {
     bool    seen_helo;
     bool    esmtp;
     bool    in_mail;                    /* MAIL FROM accepted */
+    bool    handshaking;                /* the TLS bufferevent exists, the handshake is not done */
+    bool    greet_after_tls;            /* wrapper mode: the 220 greeting waits for the handshake */
+    bool    broken;                     /* no orderly TLS close: the connection failed */
+    bool    auth_wait_line;             /* PHASE_AUTH: a 334 was sent, the client's line is next */
+    struct smtpd_sasl *sasl;            /* the AUTH exchange in progress */
+    char    sasl_mech[AUTH_PROTO_MAX_MECH + 1];
+    struct strbuf sasl_user;
+    struct strbuf tls_info;             /* "TLSv1.3 with cipher ..." */
+    struct strbuf tls_details;          /* "key-exchange ..." */
     struct strbuf helo;
     struct strbuf line;                 /* the current command line */
     struct strbuf reply;
@@ -100,6 +139,8 @@ struct smtpd_session {
 
 static void cmd_helo(struct smtpd_session *s, char *arg);
 static void cmd_ehlo(struct smtpd_session *s, char *arg);
+static void cmd_starttls(struct smtpd_session *s, char *arg);
+static void cmd_auth(struct smtpd_session *s, char *arg);
 static void cmd_mail(struct smtpd_session *s, char *arg);
 static void cmd_rcpt(struct smtpd_session *s, char *arg);
 static void cmd_data(struct smtpd_session *s, char *arg);
@@ -112,6 +153,8 @@ static void cmd_quit(struct smtpd_session *s, char *arg);
 static const struct cmd_def commands[CMD_COUNT] = {
     [CMD_HELO] = {"HELO", cmd_helo},
     [CMD_EHLO] = {"EHLO", cmd_ehlo},
+    [CMD_STARTTLS] = {"STARTTLS", cmd_starttls},
+    [CMD_AUTH] = {"AUTH", cmd_auth},
     [CMD_MAIL] = {"MAIL", cmd_mail},
     [CMD_RCPT] = {"RCPT", cmd_rcpt},
     [CMD_DATA] = {"DATA", cmd_data},
@@ -164,6 +207,11 @@ static void close_session(struct smtpd_session *s)
         smtpd_data_abort(&s->data);
         s->phase = PHASE_CMD;
     }
+    if (s->sasl != NULL) {
+        smtpd_sasl_cancel(s->sasl);
+        s->sasl = NULL;
+        s->phase = PHASE_CMD;
+    }
     s->closing = true;
     bufferevent_disable(s->bev, EV_READ);
     bufferevent_enable(s->bev, EV_WRITE);
@@ -212,6 +260,8 @@ static void session_free(struct smtpd_session *s)
     struct smtpd_server *srv = s->srv;
 
     log_disconnect(s);
+    if (s->sasl != NULL)
+        smtpd_sasl_cancel(s->sasl);
     smtpd_data_free(&s->data);
     reset_transaction(s);
     /* Slots past rcpt_count may hold a refused recipient's strings. */
@@ -222,6 +272,11 @@ static void session_free(struct smtpd_session *s)
     sb_free(&s->helo);
     sb_free(&s->line);
     sb_free(&s->reply);
+    sb_free(&s->sasl_user);
+    sb_free(&s->tls_info);
+    sb_free(&s->tls_details);
+    if (s->cl.tls && !s->broken)
+        smtpd_tls_close(s->bev);
     bufferevent_free(s->bev);           /* closes the socket */
     if (s->prev)
         s->prev->next = s->next;
@@ -251,6 +306,10 @@ static const char *after_what(struct smtpd_session *s, char *buf, size_t len)
         snprintf(buf, len, "DATA (%lld bytes)", s->data.size);
         return buf;
     }
+    if (s->phase == PHASE_AUTH) {
+        snprintf(buf, len, "AUTH");
+        return buf;
+    }
     return s->last_cmd;
 }
 
@@ -264,6 +323,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
     maybe_free(s);
 }
 
+static void start_tls(struct smtpd_session *s);
+static void tls_established(struct smtpd_session *s);
+
 /* write_cb - the replies were written: resume a session that waited for its client */
 static void write_cb(struct bufferevent *bev, void *arg)
 {
@@ -272,25 +334,61 @@ static void write_cb(struct bufferevent *bev, void *arg)
     (void) bev;
     if (maybe_free(s))
         return;
+    /* "220 Ready to start TLS" is out: the next byte from the client is TLS. */
+    if (s->phase == PHASE_TLS && !s->handshaking
+        && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+        start_tls(s);
+        return;
+    }
     session_process(s);
     maybe_free(s);
 }
 
-/* event_cb - end of file, error, or timeout */
+/* handshake_failed - the TLS handshake did not complete: nothing more can be said */
+static void handshake_failed(struct smtpd_session *s, short what)
+{
+    struct strbuf why = STRBUF_INIT;
+
+    if (what & BEV_EVENT_TIMEOUT) {
+        msg_info("timeout after %s from %s", s->last_cmd, s->cl.ident);
+    } else if (what & BEV_EVENT_ERROR) {
+        smtpd_tls_error(s->bev, &why);
+        msg_info("SSL_accept error from %s: %s", s->cl.ident, sb_str(&why));
+        msg_info("lost connection after %s from %s", s->last_cmd, s->cl.ident);
+    } else {
+        msg_info("lost connection after %s from %s", s->last_cmd, s->cl.ident);
+    }
+    sb_free(&why);
+    s->broken = true;
+    session_free(s);
+}
+
+/* event_cb - TLS handshake done, end of file, error, or timeout */
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct smtpd_session *s = arg;
     char    buf[64];
 
     (void) bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        tls_established(s);
+        maybe_free(s);
+        return;
+    }
+    if (s->handshaking) {
+        handshake_failed(s, what);
+        return;
+    }
     if (s->closing) {
         /* The client does not take our last reply; give up on it. */
+        s->broken = true;
         session_free(s);
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
         msg_info("timeout after %s from %s", after_what(s, buf, sizeof(buf)), s->cl.ident);
         if (what & BEV_EVENT_WRITING) {
+            s->broken = true;
             session_free(s);
             return;
         }
@@ -300,8 +398,16 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_ERROR) {
+        struct strbuf why = STRBUF_INIT;
+
+        if (s->cl.tls)
+            smtpd_tls_error(s->bev, &why);
+        else
+            sb_puts(&why, strerror(EVUTIL_SOCKET_ERROR()));
         msg_info("lost connection after %s from %s: %s", after_what(s, buf, sizeof(buf)),
-                 s->cl.ident, strerror(EVUTIL_SOCKET_ERROR()));
+                 s->cl.ident, sb_str(&why));
+        sb_free(&why);
+        s->broken = true;
         session_free(s);
         return;
     }
@@ -356,16 +462,60 @@ static void format_client(struct smtpd_client *cl, const struct sockaddr_storage
     snprintf(cl->ident, sizeof(cl->ident), "%s[%s]:%u", cl->name, cl->addr, cl->port);
 }
 
+/* local_address - our end of the connection, for authd ("" when unknown) */
+static void local_address(struct smtpd_client *cl, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    cl->local_addr[0] = 0;
+    if (getsockname(fd, (struct sockaddr *) &ss, &len) < 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, cl->local_addr,
+                  sizeof(cl->local_addr));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *) &ss;
+
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+            inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], cl->local_addr,
+                      sizeof(cl->local_addr));
+        else
+            inet_ntop(AF_INET6, &sin6->sin6_addr, cl->local_addr, sizeof(cl->local_addr));
+    }
+}
+
+/* setup_bev - callbacks, limits and timeouts on the session's (new) bufferevent */
+static void setup_bev(struct smtpd_session *s)
+{
+    struct timeval tv;
+    size_t  in_high;
+
+    in_high = s->srv->set.line_limit * 2 + 4;
+    if (in_high < SESSION_IN_HIGH)
+        in_high = SESSION_IN_HIGH;
+    bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, in_high);
+    tv.tv_sec = (time_t) s->srv->set.timeout;
+    tv.tv_usec = 0;
+    bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
 /* smtpd_session_start - greet a new client on fd (non-blocking; closed when done) */
 void smtpd_session_start(struct smtpd_server *srv, int fd,
                          const struct sockaddr_storage *peer, socklen_t peer_len)
 {
     struct smtpd_session *s;
-    struct timeval tv;
-    size_t  in_high;
+    bool    wrapper = srv->set.tls_wrapper;
 
+    /* On 465 nothing can be said before the handshake, not even 421. */
+    if (wrapper && srv->svc->stopping) {
+        close(fd);
+        return;
+    }
     s = xcalloc(1, sizeof(*s));
-    s->bev = bufferevent_socket_new(srv->svc->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    s->bev = wrapper ? smtpd_tls_bufferevent(srv, fd)
+        : bufferevent_socket_new(srv->svc->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (s->bev == NULL) {
         msg_warn("cannot set up a session: out of memory");
         close(fd);
@@ -373,7 +523,9 @@ void smtpd_session_start(struct smtpd_server *srv, int fd,
         return;
     }
     s->srv = srv;
+    s->fd = fd;
     format_client(&s->cl, peer, peer_len);
+    local_address(&s->cl, fd);
     s->phase = PHASE_CMD;
     s->last_cmd = "CONNECT";
     s->env.client = s->cl.ident;
@@ -386,6 +538,9 @@ void smtpd_session_start(struct smtpd_server *srv, int fd,
     sb_init(&s->line);
     sb_init(&s->reply);
     sb_init(&s->data.out);
+    sb_init(&s->sasl_user);
+    sb_init(&s->tls_info);
+    sb_init(&s->tls_details);
 
     s->next = srv->sessions;
     if (s->next)
@@ -394,14 +549,14 @@ void smtpd_session_start(struct smtpd_server *srv, int fd,
     srv->session_count++;
 
     msg_info("connect from %s", s->cl.ident);
-    in_high = srv->set.line_limit * 2 + 4;
-    if (in_high < SESSION_IN_HIGH)
-        in_high = SESSION_IN_HIGH;
-    bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
-    bufferevent_setwatermark(s->bev, EV_READ, 0, in_high);
-    tv.tv_sec = (time_t) srv->set.timeout;
-    tv.tv_usec = 0;
-    bufferevent_set_timeouts(s->bev, &tv, &tv);
+    setup_bev(s);
+    if (wrapper) {
+        s->phase = PHASE_TLS;
+        s->handshaking = true;
+        s->greet_after_tls = true;
+        bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+        return;
+    }
     reply(s, "220 %s", srv->set.banner);
     if (srv->svc->stopping) {
         reply(s, "421 4.3.2 Service shutting down");
@@ -423,6 +578,12 @@ void smtpd_session_stop_all(struct smtpd_server *srv)
             continue;
         if (s->phase == PHASE_DATA) {
             s->stop_after_data = true;
+            continue;
+        }
+        if (s->phase == PHASE_TLS) {
+            /* Between STARTTLS and the end of the handshake there is no way to say 421. */
+            s->broken = true;
+            session_free(s);
             continue;
         }
         reply(s, "421 4.3.2 Service shutting down");
@@ -502,8 +663,11 @@ static void do_command(struct smtpd_session *s)
     enum cmd_id id;
     unsigned errors_before = s->errors;
 
+    /* An AUTH initial response is a password in base64: never in the log. */
     if (log_verbose_level() > 0)
-        msg_verbose("< %s: %s", s->cl.ident, line);
+        msg_verbose("< %s: %.*s%s", s->cl.ident,
+                    strncasecmp(line, "AUTH ", 5) == 0 ? (int) strcspn(line + 5, " ") + 5
+                    : (int) len, line, strncasecmp(line, "AUTH ", 5) == 0 ? " ..." : "");
     /* Trailing white space is noise; a NUL inside would cut the line silently. */
     while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
         line[--len] = 0;
@@ -526,10 +690,11 @@ static void do_command(struct smtpd_session *s)
         return;
     }
     s->last_cmd = commands[id].name;
+    sb_reset(&s->reply);
     commands[id].fn(s, arg);
-    /* DATA counts as done when the message is stored (smtpd_data_end). */
-    if (s->errors == errors_before && id != CMD_DATA && sb_str(&s->reply)[0] != '4'
-        && sb_str(&s->reply)[0] != '5')
+    /* DATA counts as done when the message is stored, AUTH when authd said yes. */
+    if (s->errors == errors_before && id != CMD_DATA && id != CMD_AUTH
+        && sb_str(&s->reply)[0] != '4' && sb_str(&s->reply)[0] != '5')
         s->cmd_ok[id]++;
 }
 
@@ -559,6 +724,19 @@ static void finish_data(struct smtpd_session *s)
     }
 }
 
+/* check_error_limit - too many errors: 421 and close */
+static void check_error_limit(struct smtpd_session *s)
+{
+    if (!s->closing && s->errors >= s->srv->set.hard_error_limit) {
+        msg_info("too many errors after %s from %s", s->last_cmd, s->cl.ident);
+        reply(s, "421 4.7.0 %s Error: too many errors", s->srv->set.hostname);
+        close_session(s);
+    }
+}
+
+static void auth_response(struct smtpd_session *s);
+static void auth_end(struct smtpd_session *s);
+
 /* session_process - take commands (or message data) from the input while we may */
 static void session_process(struct smtpd_session *s)
 {
@@ -572,6 +750,9 @@ static void session_process(struct smtpd_session *s)
             finish_data(s);
             continue;
         }
+        /* Nothing is read during a TLS switch, nor while authd has the word. */
+        if (s->phase == PHASE_TLS || (s->phase == PHASE_AUTH && !s->auth_wait_line))
+            return;
         /* A client that does not read its replies gets no more of them. */
         if (evbuffer_get_length(out) >= SESSION_OUT_HIGH)
             return;
@@ -579,20 +760,120 @@ static void session_process(struct smtpd_session *s)
         case LINE_NONE:
             return;
         case LINE_TOO_LONG:
+            if (s->phase == PHASE_AUTH) {
+                auth_end(s);
+                reply_error(s, "500 5.5.6 Authentication exchange line is too long");
+                break;
+            }
             s->cmd_total[CMD_UNKNOWN]++;
             s->last_cmd = "UNKNOWN";
             reply_error(s, "500 5.5.2 Error: line too long");
             break;
         case LINE_OK:
-            do_command(s);
+            if (s->phase == PHASE_AUTH)
+                auth_response(s);
+            else
+                do_command(s);
             break;
         }
-        if (!s->closing && s->errors >= s->srv->set.hard_error_limit) {
-            msg_info("too many errors after %s from %s", s->last_cmd, s->cl.ident);
-            reply(s, "421 4.7.0 %s Error: too many errors", s->srv->set.hostname);
+        check_error_limit(s);
+    }
+}
+
+/* set_protocol - the Received: "with" keyword (RFC 3848), as Postfix words it */
+static void set_protocol(struct smtpd_session *s)
+{
+    static const char *const names[2][2][2] = {
+        {{"SMTP", "SMTPA"}, {"SMTPS", "SMTPSA"}},
+        {{"ESMTP", "ESMTPA"}, {"ESMTPS", "ESMTPSA"}},
+    };
+
+    s->env.protocol = names[s->esmtp][s->cl.tls][s->cl.sasl_username != NULL];
+}
+
+/* tls_offered - STARTTLS may be used on this connection now */
+static bool tls_offered(struct smtpd_session *s)
+{
+    const struct smtpd_settings *set = &s->srv->set;
+
+    return s->srv->tls != NULL && !s->cl.tls && !set->tls_wrapper
+        && set->tls_level != SMTPD_TLS_NONE;
+}
+
+/* tls_missing - TLS is required and not there yet */
+static bool tls_missing(struct smtpd_session *s)
+{
+    return s->srv->set.tls_level == SMTPD_TLS_ENCRYPT && !s->cl.tls;
+}
+
+/* auth_offered - AUTH may be used on this connection now */
+static bool auth_offered(struct smtpd_session *s)
+{
+    const struct smtpd_settings *set = &s->srv->set;
+
+    return set->sasl_enable && (s->cl.tls || (!set->tls_auth_only && !tls_missing(s)));
+}
+
+/* start_tls - the 220 for STARTTLS is written: move the socket under TLS */
+static void start_tls(struct smtpd_session *s)
+{
+    int     fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+    struct bufferevent *tls = NULL;
+
+    if (fd < 0)
+        msg_warn("%s: cannot start TLS: %s", s->cl.ident, strerror(errno));
+    else if ((tls = smtpd_tls_bufferevent(s->srv, fd)) == NULL)
+        close(fd);
+    if (tls == NULL) {
+        s->broken = true;
+        session_free(s);
+        return;
+    }
+    /* Frees the plain bufferevent, its unread input, and its descriptor. */
+    bufferevent_free(s->bev);
+    s->bev = tls;
+    s->fd = fd;
+    s->handshaking = true;
+    setup_bev(s);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+/* tls_established - the handshake is done: log it, forget the clear-text state */
+static void tls_established(struct smtpd_session *s)
+{
+    const char *details;
+
+    s->handshaking = false;
+    s->cl.tls = true;
+    smtpd_tls_describe(s->bev, &s->tls_info, &s->tls_details);
+    details = sb_str(&s->tls_details);
+    msg_info("Anonymous TLS connection established from %s: %s%s%s", s->cl.ident,
+             sb_str(&s->tls_info), *details ? " " : "", details);
+    if (s->srv->set.tls_received_header) {
+        s->env.received_tls = sb_str(&s->tls_info);
+        s->env.received_tls_details = sb_str(&s->tls_details);
+    }
+    /* RFC 3207 4.2: nothing learned before TLS counts; the client starts with EHLO. */
+    reset_transaction(s);
+    sb_reset(&s->helo);
+    s->env.helo = "";
+    s->seen_helo = false;
+    s->esmtp = false;
+    s->cl.sasl_username = NULL;
+    s->cl.sasl_method = NULL;
+    s->env.received_auth = NULL;
+    set_protocol(s);
+    s->phase = PHASE_CMD;
+    if (s->greet_after_tls) {
+        s->greet_after_tls = false;
+        reply(s, "220 %s", s->srv->set.banner);
+        if (s->srv->svc->stopping) {
+            reply(s, "421 4.3.2 Service shutting down");
             close_session(s);
+            return;
         }
     }
+    session_process(s);
 }
 
 /* do_helo - HELO and EHLO share this: the name, and a fresh transaction */
@@ -615,7 +896,7 @@ static void cmd_helo(struct smtpd_session *s, char *arg)
     if (!do_helo(s, arg, "HELO"))
         return;
     s->esmtp = false;
-    s->env.protocol = "SMTP";
+    set_protocol(s);
     reply(s, "250 %s", s->srv->set.hostname);
 }
 
@@ -627,7 +908,7 @@ static void cmd_ehlo(struct smtpd_session *s, char *arg)
     if (!do_helo(s, arg, "EHLO"))
         return;
     s->esmtp = true;
-    s->env.protocol = "ESMTP";
+    set_protocol(s);
     reply(s, "250-%s", set->hostname);
     reply(s, "250-PIPELINING");
     if (set->message_size_limit > 0)
@@ -636,6 +917,13 @@ static void cmd_ehlo(struct smtpd_session *s, char *arg)
         reply(s, "250-SIZE");
     if (!set->disable_vrfy)
         reply(s, "250-VRFY");
+    if (tls_offered(s))
+        reply(s, "250-STARTTLS");
+    if (auth_offered(s)) {
+        reply(s, "250-AUTH PLAIN LOGIN");
+        if (set->broken_sasl)
+            reply(s, "250-AUTH=PLAIN LOGIN");
+    }
     reply(s, "250-ENHANCEDSTATUSCODES");
     reply(s, "250 8BITMIME");
 }
@@ -702,6 +990,10 @@ static void cmd_mail(struct smtpd_session *s, char *arg)
         reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
         return;
     }
+    if (tls_missing(s)) {
+        reply_error(s, "530 5.7.0 Must issue a STARTTLS command first");
+        return;
+    }
     if (s->in_mail) {
         reply_error(s, "503 5.5.1 Error: nested MAIL command");
         return;
@@ -732,6 +1024,8 @@ static void cmd_mail(struct smtpd_session *s, char *arg)
                 reply_error(s, "501 5.5.4 Bad BODY keyword syntax");
                 return;
             }
+        } else if (strncasecmp(param, "AUTH=", 5) == 0 && set->sasl_enable) {
+            /* RFC 4954 5: another server's word on who sent it; we trust only our own login. */
         } else {
             reply_error(s, "555 5.5.4 Unsupported option: %s", param);
             return;
@@ -742,6 +1036,19 @@ static void cmd_mail(struct smtpd_session *s, char *arg)
         return;
     }
     smtpd_canonical_address(&s->env.sender, set->myorigin);
+    if (s->srv->check != NULL) {
+        struct strbuf text = STRBUF_INIT;
+
+        if (smtpd_check_mail(s->srv->check, &s->cl, &s->env.sender, &text) != 0) {
+            msg_info("NOQUEUE: reject: MAIL from %s: %s; from=<%s> proto=%s helo=<%s>",
+                     s->cl.ident, sb_str(&text), sb_str(&s->env.sender.addr),
+                     s->env.protocol, sb_str(&s->helo));
+            reply_error(s, "%s", sb_str(&text));
+            sb_free(&text);
+            return;
+        }
+        sb_free(&text);
+    }
     s->env.declared_size = size;
     s->env.body_8bit = body_8bit;
     s->in_mail = true;
@@ -793,7 +1100,7 @@ static void cmd_rcpt(struct smtpd_session *s, char *arg)
         return;
     }
     smtpd_canonical_address(rcpt, s->srv->set.myorigin);
-    if (s->srv->check != NULL && smtpd_check_rcpt(s->srv->check, &s->cl, rcpt, &text) != 0) {
+    if (s->srv->check != NULL && smtpd_check_rcpt(s->srv->check, &s->cl, &s->env.sender, rcpt, &text) != 0) {
         msg_info("NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
                  s->cl.ident, sb_str(&text), sb_str(&s->env.sender.addr), sb_str(&rcpt->addr),
                  s->env.protocol, sb_str(&s->helo));
@@ -864,6 +1171,10 @@ static void cmd_vrfy(struct smtpd_session *s, char *arg)
         reply_error(s, "502 5.5.1 VRFY command is disabled");
         return;
     }
+    if (tls_missing(s)) {
+        reply_error(s, "530 5.7.0 Must issue a STARTTLS command first");
+        return;
+    }
     if (*arg == 0) {
         reply_error(s, "501 5.5.4 Syntax: VRFY address");
         return;
@@ -880,7 +1191,8 @@ static void cmd_vrfy(struct smtpd_session *s, char *arg)
 static void cmd_help(struct smtpd_session *s, char *arg)
 {
     (void) arg;
-    reply(s, "214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP%s QUIT HELP",
+    reply(s, "214-2.0.0 Commands: HELO EHLO%s%s MAIL RCPT DATA RSET NOOP%s QUIT HELP",
+          tls_offered(s) ? " STARTTLS" : "", auth_offered(s) ? " AUTH" : "",
           s->srv->set.disable_vrfy ? "" : " VRFY");
     reply(s, "214 2.0.0 See RFC 5321");
 }
@@ -891,4 +1203,192 @@ static void cmd_quit(struct smtpd_session *s, char *arg)
     (void) arg;
     reply(s, "221 2.0.0 Bye");
     close_session(s);
+}
+
+/* cmd_starttls - STARTTLS: 220, then the handshake once the 220 is written */
+static void cmd_starttls(struct smtpd_session *s, char *arg)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    size_t  pending;
+
+    if (*arg) {
+        reply_error(s, "501 5.5.4 Syntax: STARTTLS");
+        return;
+    }
+    if (s->cl.tls) {
+        reply_error(s, "554 5.5.1 Error: TLS already active");
+        return;
+    }
+    if (!tls_offered(s)) {
+        reply_error(s, "502 5.5.1 Error: command not implemented");
+        return;
+    }
+    reply(s, "220 2.0.0 Ready to start TLS");
+    /* RFC 3207 5: clear text sent behind STARTTLS must not run inside TLS. */
+    if ((pending = evbuffer_get_length(in)) > 0) {
+        msg_info("%s: discarding %zu bytes pipelined after STARTTLS", s->cl.ident, pending);
+        evbuffer_drain(in, pending);
+    }
+    s->skipping = false;
+    s->phase = PHASE_TLS;
+    bufferevent_disable(s->bev, EV_READ);
+}
+
+/* printable_reason - authd's reason for a reply line and the log: bounded, no controls */
+static void printable_reason(struct strbuf *out, const char *text)
+{
+    size_t  len = strnlen(text, 200);
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) text[i];
+
+        sb_putc(out, c < 0x20 || c == 0x7f ? '?' : c);
+    }
+    if (len == 0)
+        sb_puts(out, "authentication failure");
+}
+
+/* auth_end - the exchange is over (or abandoned): back to commands */
+static void auth_end(struct smtpd_session *s)
+{
+    if (s->sasl != NULL) {
+        smtpd_sasl_cancel(s->sasl);
+        s->sasl = NULL;
+    }
+    s->auth_wait_line = false;
+    s->phase = PHASE_CMD;
+}
+
+/* auth_result - authd answered (smtpd_sasl.c calls this from the event loop) */
+static void auth_result(void *ctx, enum smtpd_sasl_status status, const char *text)
+{
+    struct smtpd_session *s = ctx;
+    struct strbuf why = STRBUF_INIT;
+
+    switch (status) {
+    case SMTPD_SASL_CONT:
+        reply(s, "334 %s", text);
+        s->auth_wait_line = true;
+        break;
+    case SMTPD_SASL_OK:
+        s->sasl = NULL;
+        auth_end(s);
+        sb_set(&s->sasl_user, text);
+        s->cl.sasl_username = sb_str(&s->sasl_user);
+        s->cl.sasl_method = s->sasl_mech;
+        if (s->srv->set.sasl_header)
+            s->env.received_auth = s->cl.sasl_username;
+        set_protocol(s);
+        s->cmd_ok[CMD_AUTH]++;
+        reply(s, "235 2.7.0 Authentication successful");
+        break;
+    case SMTPD_SASL_FAIL:
+        s->sasl = NULL;
+        auth_end(s);
+        printable_reason(&why, text);
+        /* Postfix's wording, which fail2ban filters look for. */
+        msg_warn("%s: SASL %s authentication failed: %s", s->cl.ident, s->sasl_mech,
+                 sb_str(&why));
+        reply_error(s, "535 5.7.8 Error: authentication failed: %s", sb_str(&why));
+        break;
+    case SMTPD_SASL_TEMPFAIL:
+        s->sasl = NULL;
+        auth_end(s);
+        printable_reason(&why, text);
+        msg_warn("%s: SASL %s authentication failed: temporary failure: %s", s->cl.ident,
+                 s->sasl_mech, sb_str(&why));
+        reply(s, "454 4.7.0 Temporary authentication failure");
+        break;
+    }
+    sb_free(&why);
+    check_error_limit(s);
+    session_process(s);
+    maybe_free(s);
+}
+
+/* cmd_auth - AUTH mechanism [initial-response] (RFC 4954) */
+static void cmd_auth(struct smtpd_session *s, char *arg)
+{
+    const struct smtpd_settings *set = &s->srv->set;
+    struct smtpd_sasl_req req;
+    char   *cursor = arg;
+    char   *mech;
+    char   *resp;
+
+    if (!set->sasl_enable) {
+        reply_error(s, "503 5.5.1 Error: authentication not enabled");
+        return;
+    }
+    if (tls_missing(s)) {
+        reply_error(s, "530 5.7.0 Must issue a STARTTLS command first");
+        return;
+    }
+    if (!auth_offered(s)) {
+        reply_error(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+        return;
+    }
+    if (!s->esmtp) {
+        reply_error(s, "503 5.5.1 Error: send EHLO first");
+        return;
+    }
+    if (s->in_mail) {
+        reply_error(s, "503 5.5.1 Error: MAIL transaction in progress");
+        return;
+    }
+    if (s->cl.sasl_username != NULL) {
+        reply_error(s, "503 5.5.1 Error: already authenticated");
+        return;
+    }
+    mech = next_param(&cursor);
+    resp = next_param(&cursor);
+    if (mech == NULL || next_param(&cursor) != NULL) {
+        reply_error(s, "501 5.5.4 Syntax: AUTH mechanism");
+        return;
+    }
+    if (strlen(mech) > AUTH_PROTO_MAX_MECH || !smtpd_sasl_mech_supported(mech)) {
+        reply_error(s, "504 5.5.4 Unsupported authentication mechanism");
+        return;
+    }
+    /* RFC 4954 4: "=" is an empty initial response. */
+    if (resp != NULL && strcmp(resp, "=") == 0)
+        resp = (char *) "";
+    else if (resp != NULL && !auth_base64_valid(resp)) {
+        reply_error(s, "501 5.5.2 Cannot decode response");
+        return;
+    }
+    snprintf(s->sasl_mech, sizeof(s->sasl_mech), "%s", mech);
+    for (char *p = s->sasl_mech; *p; p++)
+        *p = (char) toupper((unsigned char) *p);
+    memset(&req, 0, sizeof(req));
+    req.mech = s->sasl_mech;
+    req.resp = resp;
+    req.secured = s->cl.tls;
+    req.lip = s->cl.local_addr[0] ? s->cl.local_addr : NULL;
+    req.rip = s->cl.peer_len > 0 ? s->cl.addr : NULL;
+    s->phase = PHASE_AUTH;
+    s->auth_wait_line = false;
+    s->sasl = smtpd_sasl_start(s->srv, &req, auth_result, s);
+}
+
+/* auth_response - the client's line after a 334 */
+static void auth_response(struct smtpd_session *s)
+{
+    char   *line = s->line.data ? s->line.data : (char *) "";
+    size_t  len = sb_len(&s->line);
+
+    while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+        line[--len] = 0;
+    s->auth_wait_line = false;
+    if (strcmp(line, "*") == 0) {
+        auth_end(s);
+        msg_warn("%s: SASL %s authentication aborted", s->cl.ident, s->sasl_mech);
+        reply_error(s, "501 5.7.0 Authentication aborted");
+        return;
+    }
+    if (memchr(line, 0, len) != NULL || !auth_base64_valid(line)) {
+        auth_end(s);
+        reply_error(s, "501 5.5.2 Cannot decode response");
+        return;
+    }
+    smtpd_sasl_respond(s->sasl, line);
 }

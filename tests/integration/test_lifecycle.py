@@ -134,14 +134,16 @@ class RunningTest(unittest.TestCase):
         self.inst.cleanup()
 
     def smtp_children(self):
+        """The processes of the port-25 smtp service (submission ones are other services)."""
         master = self.inst.master_pid()
+        service = str(self.inst.smtp_port)
         kids = []
         for p in children_of(master):
             try:
                 args = cmdline(p)
             except OSError:
                 continue                # gone while we looked
-            if args and args[0].endswith("smtpd"):
+            if "-n" in args[:-1] and args[args.index("-n") + 1] == service:
                 kids.append(p)
         return kids
 
@@ -241,12 +243,14 @@ class RunningTest(unittest.TestCase):
         i = self.inst
         master = i.master_pid()
         # a daemon is root from exec until it drops privileges: wait until all have started
-        self.assertTrue(wait_until(lambda: i.log().count("daemon started -- service") >= 4, timeout=20),
+        # smtp, submission, submissions, qmgr, 2 x virtual, auth
+        self.assertTrue(wait_until(lambda: i.log().count("daemon started -- service") >= 7, timeout=20),
                         i.log())
         kids = children_of(master)
         self.assertTrue(kids)
         # each daemon is confined where DESIGN.md puts it
-        roots = {"smtpd": i.path("queue"), "qmgr": i.path("queue"), "virtual": i.path("mail")}
+        roots = {"smtpd": i.path("queue"), "qmgr": i.path("queue"), "virtual": i.path("mail"),
+                 "authd": i.path("auth")}
         seen = set()
         for pid in kids:
             program = os.path.basename(cmdline(pid)[0])
