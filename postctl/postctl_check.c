@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fsutil.h"
 #include "master_cf.h"
+#include "password.h"
 #include "privsep.h"
 #include "strbuf.h"
 
@@ -169,6 +171,48 @@ static void check_tables(struct check *chk, struct config *cfg)
     sb_free(&db);
 }
 
+/* check_passwords - the password file is private; plaintext and weak hashes are worth a warning */
+static void check_passwords(struct check *chk, struct config *cfg)
+{
+    const char *path = config_str(cfg, "auth_passwd_file");
+    struct strbuf text = STRBUF_INIT, err = STRBUF_INIT, hash = STRBUF_INIT;
+    struct stat st;
+    size_t  weak = 0, lineno = 0;
+
+    if (stat(path, &st) < 0) {
+        check_error(chk, "auth_passwd_file = %s: %s; fix: postctl init --force", path, strerror(errno));
+        return;
+    }
+    if (st.st_mode & 077)
+        check_error(chk, "%s: password file readable by others (mode %04o); fix: chmod 600 %s",
+                    path, (unsigned) (st.st_mode & 07777), path);
+    if (fs_read_file(path, 256 * 1024 * 1024, &text, &err) < 0) {
+        if (privsep_is_root())
+            check_warning(chk, "%s", sb_str(&err));
+        goto out;
+    }
+    for (const char *line = sb_str(&text); *line; line += strcspn(line, "\n") + (line[strcspn(line, "\n")] != 0)) {
+        const char *colon = memchr(line, ':', strcspn(line, "\n"));
+
+        lineno++;
+        if (colon == NULL || *line == '#')
+            continue;
+        sb_reset(&hash);
+        sb_append(&hash, colon + 1, strcspn(colon + 1, ":\n"));
+        if (password_scheme_weak(hash.data)) {
+            if (weak++ < 5)
+                check_warning(chk, "%s:%zu: %.*s has a weak or plaintext password (%s); fix: postctl user "
+                              "passwd %.*s", path, lineno, (int) (colon - line), line,
+                              password_scheme_of(hash.data) ? password_scheme_of(hash.data) : "unknown scheme",
+                              (int) (colon - line), line);
+        }
+    }
+    if (weak > 5)
+        check_warning(chk, "%s: %zu more users with weak passwords", path, weak - 5);
+out:
+    sb_free(&text), sb_free(&err), sb_free(&hash);
+}
+
 /* check_tls - the certificate is there and the key is private */
 static void check_tls(struct check *chk, struct config *cfg)
 {
@@ -220,6 +264,7 @@ int cmd_check(struct postctl *ctl, int argc, char **argv)
     check_directories(&chk, cfg);
     check_tables(&chk, cfg);
     check_tls(&chk, cfg);
+    check_passwords(&chk, cfg);
     if (!privsep_is_root())
         check_warning(&chk, "not run as root: owners are checked against the current user (unprivileged mode)");
     if (chk.errors)

@@ -65,6 +65,11 @@ class InitTest(unittest.TestCase):
         r = i.postctl_raw("check")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("configuration OK", r.stdout)
+        with open(i.path("auth", "passwd"), "a") as f:
+            f.write("old@example.test:{PLAIN}secret::::::\n")     # migrated from an old setup
+        r = i.postctl_raw("check")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("passwd:1: old@example.test has a weak or plaintext password (PLAIN)", r.stdout)
         os.chmod(i.path("queue", "deferred"), 0o755)
         os.chmod(i.path("etc/tls/key.pem"), 0o644)
         r = i.postctl_raw("check")
