@@ -3,9 +3,8 @@
  * See auth_proto.h for the interface and the line grammar.
  *
  * Parsing splits a line in place at TABs and unescapes each field, so the
- * results point into the caller's buffer and nothing is allocated. Base64 uses
- * OpenSSL's EVP_EncodeBlock/EVP_DecodeBlock, with the strictness OpenSSL lacks
- * (it skips whitespace and ignores padding) added around them.
+ * results point into the caller's buffer and nothing is allocated. Base64 is
+ * lib/base64.c's strict decoding (one spelling per value, padding required).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -15,14 +14,13 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
-#include <openssl/evp.h>
 
 #include "auth_proto.h"
+#include "base64.h"
 #include "password.h"
 #include "strbuf.h"
 
 #define MAX_FIELDS      64              /* more fields than any real line has: refuse */
-#define BASE64_CHUNK    3072            /* bytes encoded per EVP call (multiple of 3) */
 
 /* ---- shared ---- */
 
@@ -102,89 +100,21 @@ int auth_tab_unescape(char *value)
 
 void auth_base64_encode(struct strbuf *out, const void *data, size_t len)
 {
-    const unsigned char *in = data;
-    unsigned char buf[BASE64_CHUNK / 3 * 4 + 1];
-
-    while (len > 0) {
-        size_t  n = len < BASE64_CHUNK ? len : BASE64_CHUNK;
-        int     olen = EVP_EncodeBlock(buf, in, (int) n);
-
-        sb_append(out, buf, (size_t) olen);
-        in += n;
-        len -= n;
-    }
-    if (out->data == NULL)
-        sb_puts(out, "");               /* "" is a valid, allocated result */
-}
-
-/* b64_value - the 6-bit value of c, or -1 outside the standard alphabet */
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* b64_check - strict syntax check; number of padding characters, or -1 */
-static int b64_check(const char *in, size_t len)
-{
-    int     pad = 0;
-
-    if (len % 4 != 0)
-        return -1;
-    if (len == 0)
-        return 0;
-    if (in[len - 1] == '=')
-        pad = in[len - 2] == '=' ? 2 : 1;
-    for (size_t i = 0; i < len - (size_t) pad; i++)
-        if (b64_value((unsigned char) in[i]) < 0)
-            return -1;
-    /* Reject bits that a canonical encoder leaves zero: two spellings of one value are a smell. */
-    if (pad == 1 && (b64_value((unsigned char) in[len - 2]) & 0x03) != 0)
-        return -1;
-    if (pad == 2 && (b64_value((unsigned char) in[len - 3]) & 0x0f) != 0)
-        return -1;
-    return pad;
+    base64_encode(out, data, len);
 }
 
 int auth_base64_decode(const char *in, size_t len, struct strbuf *out)
 {
-    int     pad = b64_check(in, len);
-    size_t  start = sb_len(out);
-
-    if (pad < 0)
-        return -1;
-    if (out->data == NULL)
-        sb_puts(out, "");
-    while (len > 0) {
-        size_t  n = len < BASE64_CHUNK / 3 * 4 ? len : BASE64_CHUNK / 3 * 4;
-        unsigned char buf[BASE64_CHUNK];
-        int     olen = EVP_DecodeBlock(buf, (const unsigned char *) in, (int) n);
-
-        if (olen < 0 || (size_t) olen != n / 4 * 3) {
-            sb_truncate(out, start);
-            return -1;
-        }
-        if (n == len)                   /* the last chunk holds the padding */
-            olen -= pad;
-        sb_append(out, buf, (size_t) olen);
-        in += n;
-        len -= n;
-    }
-    return 0;
+    return base64_decode(in, len, 0, out);
 }
 
 bool auth_base64_valid(const char *in)
 {
-    return b64_check(in, strlen(in)) >= 0;
+    struct strbuf scratch = STRBUF_INIT;
+    bool    valid = base64_decode(in, strlen(in), 0, &scratch) == 0;
+
+    sb_free(&scratch);
+    return valid;
 }
 
 /* ---- SASL payloads ---- */
@@ -418,13 +348,11 @@ static void parse_result_params(char **fields, int from, int n, struct auth_serv
     }
 }
 
-int auth_server_line_parse(char *line, struct auth_server_line *out, struct strbuf *err)
+/* split_line - bounded length, fields split at TABs and unescaped; field count or -1 */
+static int split_line(char *line, char *f[MAX_FIELDS], struct strbuf *err)
 {
-    char   *f[MAX_FIELDS];
     int     n;
-    unsigned long v;
 
-    memset(out, 0, sizeof(*out));
     if (strlen(line) > AUTH_PROTO_MAX_LINE) {
         sb_set(err, "line too long");
         return -1;
@@ -435,14 +363,35 @@ int auth_server_line_parse(char *line, struct auth_server_line *out, struct strb
     }
     if (unescape_all(f, 1, n, err) < 0)
         return -1;
+    return n;
+}
+
+/* parse_version - "VERSION\tMAJOR\tMINOR" */
+static int parse_version(char *f[], int n, unsigned *major, unsigned *minor)
+{
+    unsigned long v;
+
+    if (n < 3 || parse_uint(f[1], UINT_MAX, &v) < 0)
+        return -1;
+    *major = (unsigned) v;
+    if (parse_uint(f[2], UINT_MAX, &v) < 0)
+        return -1;
+    *minor = (unsigned) v;
+    return 0;
+}
+
+int auth_server_line_parse(char *line, struct auth_server_line *out, struct strbuf *err)
+{
+    char   *f[MAX_FIELDS];
+    int     n;
+
+    memset(out, 0, sizeof(*out));
+    if ((n = split_line(line, f, err)) < 0)
+        return -1;
     if (strcmp(f[0], "VERSION") == 0) {
         out->type = AUTH_S_VERSION;
-        if (n < 3 || parse_uint(f[1], UINT_MAX, &v) < 0)
+        if (parse_version(f, n, &out->major, &out->minor) < 0)
             goto bad;
-        out->major = (unsigned) v;
-        if (parse_uint(f[2], UINT_MAX, &v) < 0)
-            goto bad;
-        out->minor = (unsigned) v;
     } else if (strcmp(f[0], "MECH") == 0) {
         out->type = AUTH_S_MECH;
         if (n < 2 || !mech_valid(f[1]))
@@ -533,27 +482,14 @@ int auth_client_line_parse(char *line, struct auth_client_line *out, struct strb
 {
     char   *f[MAX_FIELDS];
     int     n;
-    unsigned long v;
 
     memset(out, 0, sizeof(*out));
-    if (strlen(line) > AUTH_PROTO_MAX_LINE) {
-        sb_set(err, "line too long");
-        return -1;
-    }
-    if ((n = split_fields(line, f, MAX_FIELDS)) < 0) {
-        sb_set(err, "too many fields");
-        return -1;
-    }
-    if (unescape_all(f, 1, n, err) < 0)
+    if ((n = split_line(line, f, err)) < 0)
         return -1;
     if (strcmp(f[0], "VERSION") == 0) {
         out->type = AUTH_C_VERSION;
-        if (n < 3 || parse_uint(f[1], UINT_MAX, &v) < 0)
+        if (parse_version(f, n, &out->major, &out->minor) < 0)
             goto bad;
-        out->major = (unsigned) v;
-        if (parse_uint(f[2], UINT_MAX, &v) < 0)
-            goto bad;
-        out->minor = (unsigned) v;
     } else if (strcmp(f[0], "CPID") == 0) {
         out->type = AUTH_C_CPID;
         if (n < 2 || parse_uint(f[1], ULONG_MAX, &out->pid) < 0)

@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 
 #include "mem.h"
+#include "base64.h"
 #include "password.h"
 
 #define SALT_BYTES 16                   /* SSHA512 and ARGON2ID salts */
@@ -170,48 +171,6 @@ static int decode_hex(const char *s, size_t len, struct strbuf *out)
     return 0;
 }
 
-/* base64_value - 0..63 for a standard base64 character, -1 otherwise */
-static int base64_value(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* decode_base64 - standard base64, padding optional but only where it belongs; -1 otherwise */
-static int decode_base64(const char *s, size_t len, struct strbuf *out)
-{
-    size_t  data_len = len;
-    uint32_t acc = 0;
-    int     bits = 0;
-
-    while (data_len > 0 && s[data_len - 1] == '=')
-        data_len--;
-    if (len - data_len > 2 || (len != data_len && len % 4 != 0) || data_len % 4 == 1)
-        return -1;
-    for (size_t i = 0; i < data_len; i++) {
-        int     v = base64_value((unsigned char) s[i]);
-
-        if (v < 0)
-            return -1;
-        acc = (acc << 6 | (uint32_t) v) & 0xffffff;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            sb_putc(out, (int) (acc >> bits) & 0xff);
-        }
-    }
-    return 0;
-}
-
 /* decode_payload - the stored text as raw bytes, by the scheme's encoding */
 static int decode_payload(const struct stored *st, struct strbuf *raw)
 {
@@ -231,7 +190,7 @@ static int decode_payload(const struct stored *st, struct strbuf *raw)
             && len == 2 * (size_t) EVP_MD_get_size(st->scheme->md()) && decode_hex(st->payload, len, raw) == 0)
             return 0;
         sb_reset(raw);
-        return decode_base64(st->payload, len, raw);
+        return base64_decode(st->payload, len, BASE64_PADDING_OPTIONAL, raw);
     }
     return -1;
 }
@@ -515,7 +474,6 @@ static int hash_salted(const struct scheme *s, const char *plain, struct strbuf 
 {
     unsigned char raw[EVP_MAX_MD_SIZE + SALT_BYTES];
     unsigned char salt[SALT_BYTES];
-    unsigned char b64[((sizeof(raw) + 2) / 3) * 4 + 1];
     unsigned int n;
 
     if (random_bytes(salt, sizeof(salt)) < 0) {
@@ -527,9 +485,9 @@ static int hash_salted(const struct scheme *s, const char *plain, struct strbuf 
         return -1;
     }
     memcpy(raw + n, salt, sizeof(salt));
-    EVP_EncodeBlock(b64, raw, (int) (n + sizeof(salt)));
     sb_reset(out);
-    sb_printf(out, "{%s}%s", s->name, (const char *) b64);
+    sb_printf(out, "{%s}", s->name);
+    base64_encode(out, raw, n + sizeof(salt));
     return 0;
 }
 
