@@ -19,11 +19,18 @@
  * is missing, not a regular file, or shorter than offset + length is answered
  * with every recipient deferred. The passed fd is closed after every request.
  *
+ * A request whose qmgr has already hung up is not delivered: nobody would
+ * record the result, so the qmgr that recovers the queue file delivers it
+ * again. Such requests pile up in the listen queue while our processes are
+ * restarted, and delivering them would duplicate every one.
+ *
  * Stop: between records no connection is busy, so ops->stop simply closes
  * them all; qmgr reconnects to another process.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -96,6 +103,14 @@ static const char *check_message(const struct delivery_request *req, int msg_fd)
     return NULL;
 }
 
+/* peer_gone - qmgr closed its end of the connection (its requests are orphans) */
+static bool peer_gone(int fd)
+{
+    struct pollfd pfd = { .fd = fd, .events = POLLRDHUP };
+
+    return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 /* handle_record - one whole record from qmgr; -1: drop the connection */
 static int handle_record(struct virtual_conn *c, const struct ipc_record *rec, int msg_fd)
 {
@@ -112,6 +127,13 @@ static int handle_record(struct virtual_conn *c, const struct ipc_record *rec, i
     }
     if (delivery_request_decode(rec, &req, &err) != 0) {
         msg_warn("malformed delivery request: %s; dropping the connection", sb_str(&err));
+        sb_free(&err);
+        return -1;
+    }
+    if (peer_gone(c->fd)) {
+        msg_warn("%s: qmgr went away before the delivery; not delivering, it will be retried",
+                 req.queue_id);
+        delivery_request_free(&req);
         sb_free(&err);
         return -1;
     }
