@@ -31,6 +31,7 @@
  * without looking at the password (clients show a temporary error, 454 in
  * SMTP). Every failure, refusal and lockout is logged with user, rip and service.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -51,6 +52,7 @@
 
 #define MAX_SERVICE     32
 #define MAX_IP          64
+#define SERVICE_CHARS   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
 
 #define REASON_LOCKED   "Too many failed login attempts, try again later"
 
@@ -66,6 +68,7 @@ struct authd_request {
     bool    secured;
     char    service[MAX_SERVICE + 1];
     char    rip[MAX_IP + 1];            /* "" when the client did not say */
+    char    log_rip[4 * MAX_IP + 1];    /* rip escaped for logs (auth_log_name), made on first use */
     struct strbuf login_user;           /* LOGIN: the name from the first round */
     struct strbuf reply;                /* REPLY_DELAYED: the FAIL line to send */
     struct event *timer;                /* waiting: request timeout; delayed: the delay */
@@ -74,6 +77,21 @@ struct authd_request {
 static char *dummy_hash;                /* verified against when there is no real hash */
 
 static const char *const mech_names[] = {"PLAIN", "LOGIN"};
+
+/* log_rip - req's rip= for log lines, escaped (it came over the wire); "-" when absent */
+static const char *log_rip(struct authd_request *req)
+{
+    if (req->rip[0] == '\0')
+        return "-";
+    if (req->log_rip[0] == '\0') {
+        struct strbuf sb = STRBUF_INIT;
+
+        auth_log_name(&sb, req->rip);
+        snprintf(req->log_rip, sizeof(req->log_rip), "%s", sb_str(&sb));
+        sb_free(&sb);
+    }
+    return req->log_rip;
+}
 
 /* request_free - forget req; its client stays */
 static void request_free(struct authd_request *req)
@@ -137,7 +155,7 @@ static void timer_fired(evutil_socket_t fd, short what, void *arg)
         return;
     }
     msg_info("auth request timed out waiting for the client: id=%u, rip=%s, service=%s",
-             req->id, req->rip[0] ? req->rip : "-", req->service);
+             req->id, log_rip(req), req->service);
     reply_fail(req, NULL, false, "Authentication request timed out");
 }
 
@@ -206,10 +224,11 @@ static void authenticate(struct authd_request *req, const char *authzid, const c
     struct strbuf ipkey = STRBUF_INIT;
     struct strbuf userkey = STRBUF_INIT;
     struct strbuf what = STRBUF_INIT;
+    struct strbuf logname = STRBUF_INIT;    /* the user as logged: client bytes, escaped */
     const struct authd_user *u;
     const char *reason = NULL;
     const char *stored;
-    const char *rip = req->rip[0] ? req->rip : "-";
+    const char *rip = log_rip(req);
     long long now = authd_now_ms();
     long long left, delay;
     bool    match;
@@ -219,12 +238,13 @@ static void authenticate(struct authd_request *req, const char *authzid, const c
     sb_printf(&userkey, "user:%s", sb_str(&user));
     if (req->rip[0])
         auth_throttle_ip_key(&ipkey, req->rip);
+    auth_log_name(&logname, sb_str(&user));
 
     /* Locked out: refuse without spending a hash on it. */
     if ((left = lockout_left(sb_str(&ipkey), now)) > 0
         || (left = lockout_left(sb_str(&userkey), now)) > 0) {
         msg_warn("login refused: user=<%s>, rip=%s, service=%s, reason=locked out "
-                 "(%lld more seconds)", sb_str(&user), rip, req->service, (left + 999) / 1000);
+                 "(%lld more seconds)", sb_str(&logname), rip, req->service, (left + 999) / 1000);
         reply_fail(req, sb_str(&user), true, REASON_LOCKED);
         goto out;
     }
@@ -258,16 +278,17 @@ static void authenticate(struct authd_request *req, const char *authzid, const c
     }
 
     sb_reset(&what);
-    sb_printf(&what, "rip=%s", sb_str(&ipkey) + (ipkey.len ? 3 : 0));
+    sb_puts(&what, "rip=");
+    auth_log_name(&what, sb_str(&ipkey) + (ipkey.len ? 3 : 0));
     delay = count_failure(sb_str(&ipkey), now, sb_str(&what));
     sb_reset(&what);
-    sb_printf(&what, "user=<%s>", sb_str(&user));
+    sb_printf(&what, "user=<%s>", sb_str(&logname));
     left = count_failure(sb_str(&userkey), now, sb_str(&what));
     if (left > delay)
         delay = left;
     msg_verbose("failure delay for request %u: %lldms", req->id, delay);
     msg_warn("login failed: user=<%s>, rip=%s, service=%s, mech=%s, reason=%s",
-             sb_str(&user), rip, req->service, mech_names[req->mech], reason);
+             sb_str(&logname), rip, req->service, mech_names[req->mech], reason);
     sb_reset(&req->reply);
     auth_server_fail(&req->reply, req->id, sb_str(&user), false, NULL);
     if (delay <= 0) {
@@ -283,13 +304,14 @@ out:
     sb_free(&ipkey);
     sb_free(&userkey);
     sb_free(&what);
+    sb_free(&logname);
 }
 
 /* bad_response - the client's SASL data is malformed: FAIL at once */
 static void bad_response(struct authd_request *req, const char *what)
 {
     msg_warn("login failed: user=<>, rip=%s, service=%s, mech=%s, reason=%s",
-             req->rip[0] ? req->rip : "-", req->service, mech_names[req->mech], what);
+             log_rip(req), req->service, mech_names[req->mech], what);
     reply_fail(req, NULL, false, what);
 }
 
@@ -356,9 +378,16 @@ int authd_request_auth(struct authd_client *cl, const struct auth_client_line *l
                  line->id);
         return -1;
     }
+    if (line->service[strspn(line->service, SERVICE_CHARS)] != '\0') {
+        /* It goes into log lines next to user=/rip=: nothing but a plain name. */
+        msg_warn("client %lu (pid %lu): AUTH with a bad service name", cl->cuid, cl->cpid);
+        return -1;
+    }
     if (strcasecmp(line->mech, "PLAIN") != 0 && strcasecmp(line->mech, "LOGIN") != 0) {
+        auth_log_name(&out, line->rip ? line->rip : "-");
         msg_info("unsupported mechanism %s from client %lu (rip=%s)", line->mech, cl->cuid,
-                 line->rip ? line->rip : "-");
+                 sb_str(&out));
+        sb_reset(&out);
         auth_server_fail(&out, line->id, NULL, false, "Unsupported authentication mechanism");
         authd_client_send(cl, &out);
         sb_free(&out);

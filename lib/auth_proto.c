@@ -117,6 +117,16 @@ bool auth_base64_valid(const char *in)
     return valid;
 }
 
+void auth_log_name(struct strbuf *out, const char *name)
+{
+    for (const unsigned char *p = (const unsigned char *) name; *p; p++) {
+        if (*p <= ' ' || *p == 0x7f || *p == '<' || *p == '>' || *p == ',' || *p == '\\')
+            sb_printf(out, "\\x%02x", *p);
+        else
+            sb_putc(out, *p);
+    }
+}
+
 /* ---- SASL payloads ---- */
 
 int auth_plain_decode(struct strbuf *raw, struct auth_plain *out, struct strbuf *err)

@@ -77,6 +77,11 @@ int  auth_base64_decode(const char *in, size_t len, struct strbuf *out);
 /* auth_base64_valid - in would decode (cheap check before forwarding it) */
 bool auth_base64_valid(const char *in);
 
+/* auth_log_name - append a client-supplied name (user, rip) for a log line:
+ * space, control bytes, '<', '>', ',' and backslash become "\xHH", so that
+ * "user=<NAME>, rip=ADDR" cannot be faked by a name (fail2ban reads these) */
+void auth_log_name(struct strbuf *out, const char *name);
+
 /* ---- SASL mechanism payloads (after base64 decoding) ---- */
 
 /* PLAIN (RFC 4616): authzid NUL authcid NUL password */

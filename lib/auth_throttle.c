@@ -6,6 +6,7 @@
  * LRU list for eviction when max_entries is reached.
  */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,9 +193,11 @@ long long auth_throttle_failure(struct auth_throttle *t, const char *key, long l
         *locked_now = true;
     }
 
+    /* At most ~63 doublings: a zero delay would otherwise loop once per failure
+     * (millions in a window with no limit), and a big one must not overflow. */
     delay = t->cfg.delay_ms;
-    for (unsigned i = 1; i < e->failures && delay < t->cfg.delay_max_ms; i++)
-        delay *= 2;
+    for (unsigned i = 1; i < e->failures && delay > 0 && delay < t->cfg.delay_max_ms; i++)
+        delay = delay > LLONG_MAX / 2 ? LLONG_MAX : delay * 2;
     if (delay > t->cfg.delay_max_ms)
         delay = t->cfg.delay_max_ms;
     return delay < 0 ? 0 : delay;
@@ -216,17 +219,42 @@ size_t auth_throttle_count(const struct auth_throttle *t)
 void auth_throttle_ip_key(struct strbuf *out, const char *ip)
 {
     struct in6_addr a6;
+    struct in_addr a4;
+    char    addr[INET6_ADDRSTRLEN];
     char    text[INET6_ADDRSTRLEN];
+    size_t  len = strcspn(ip, "%");     /* a zone ("fe80::1%eth0") names no other host */
 
     sb_set(out, "ip:");
-    if (strchr(ip, ':') != NULL && inet_pton(AF_INET6, ip, &a6) == 1
-        && !IN6_IS_ADDR_V4MAPPED(&a6)) {
-        /* One host usually owns a whole /64: counting per address would let it rotate freely. */
-        memset(&a6.s6_addr[8], 0, 8);
-        if (inet_ntop(AF_INET6, &a6, text, sizeof(text)) != NULL) {
-            sb_puts(out, text);
-            sb_puts(out, "/64");
-            return;
+    /*
+     * One host has many spellings ("::ffff:192.0.2.7" on a dual-stack socket,
+     * "192.0.2.07", "2001:DB8::1"); each must count against the same key, or
+     * switching spellings would escape the lockout.
+     */
+    if (len < sizeof(addr)) {
+        memcpy(addr, ip, len);
+        addr[len] = '\0';
+        if (inet_pton(AF_INET6, addr, &a6) == 1) {
+            if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+                memcpy(&a4, &a6.s6_addr[12], 4);
+                if (inet_ntop(AF_INET, &a4, text, sizeof(text)) != NULL) {
+                    sb_puts(out, text);
+                    return;
+                }
+            } else {
+                /* One host usually owns a whole /64: counting per address would let it rotate freely. */
+                memset(&a6.s6_addr[8], 0, 8);
+                if (inet_ntop(AF_INET6, &a6, text, sizeof(text)) != NULL) {
+                    sb_puts(out, text);
+                    sb_puts(out, "/64");
+                    return;
+                }
+            }
+        } else if (inet_aton(addr, &a4) != 0 && strspn(addr, "0123456789.xXabcdefABCDEF") == len) {
+            /* inet_aton also reads the classic forms ("192.0.2.07" octal, "3221225985"). */
+            if (inet_ntop(AF_INET, &a4, text, sizeof(text)) != NULL) {
+                sb_puts(out, text);
+                return;
+            }
         }
     }
     sb_puts(out, ip);

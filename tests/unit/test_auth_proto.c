@@ -467,6 +467,25 @@ static void test_server_line_errors(void **state)
     server_bad("FAIL\t1\treason=\001");
 }
 
+/* A client-chosen user name cannot fake the fields after it in a log line. */
+static void test_log_name(void **state)
+{
+    struct strbuf out = STRBUF_INIT;
+
+    (void) state;
+    auth_log_name(&out, "alice@example.test");
+    assert_string_equal(sb_str(&out), "alice@example.test");
+    sb_reset(&out);
+    auth_log_name(&out, "x>, rip=192.0.2.9, service=smtp");
+    assert_string_equal(sb_str(&out), "x\\x3e\\x2c\\x20rip=192.0.2.9\\x2c\\x20service=smtp");
+    assert_null(strchr(sb_str(&out), '>'));
+    assert_null(strchr(sb_str(&out), ' '));
+    sb_reset(&out);
+    auth_log_name(&out, "a\nb\tc\x7f<\\\xc3\xa9");
+    assert_string_equal(sb_str(&out), "a\\x0ab\\x09c\\x7f\\x3c\\x5c\xc3\xa9");
+    sb_free(&out);
+}
+
 static void test_read_line(void **state)
 {
     struct evbuffer *in = evbuffer_new();
@@ -520,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_server_line_parse),
         cmocka_unit_test(test_server_line_errors),
         cmocka_unit_test(test_read_line),
+        cmocka_unit_test(test_log_name),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

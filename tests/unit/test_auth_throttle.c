@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,6 +166,19 @@ static void test_no_delay_config(void **state)
     auth_throttle_free(t);
 }
 
+/* A huge configured delay saturates at delay_max instead of overflowing while doubling. */
+static void test_delay_no_overflow(void **state)
+{
+    struct auth_throttle_config c = {LLONG_MAX / 2 + 1, LLONG_MAX, 0, 60 * SEC, 0, 10};
+    struct auth_throttle *t = auth_throttle_create(&c);
+
+    (void) state;
+    assert_true(failure(t, "k", 0, NULL) == LLONG_MAX / 2 + 1);
+    assert_true(failure(t, "k", 1, NULL) == LLONG_MAX);
+    assert_true(failure(t, "k", 2, NULL) == LLONG_MAX);
+    auth_throttle_free(t);
+}
+
 static void test_ip_key(void **state)
 {
     struct strbuf k = STRBUF_INIT;
@@ -176,8 +190,21 @@ static void test_ip_key(void **state)
     assert_string_equal(sb_str(&k), "ip:2001:db8:1:2::/64");
     auth_throttle_ip_key(&k, "2001:db8:1:2::ffff");
     assert_string_equal(sb_str(&k), "ip:2001:db8:1:2::/64");
+    /* Other spellings of one host share its key: no escaping a lockout by respelling. */
     auth_throttle_ip_key(&k, "::ffff:192.0.2.7");
-    assert_string_equal(sb_str(&k), "ip:::ffff:192.0.2.7");
+    assert_string_equal(sb_str(&k), "ip:192.0.2.7");
+    auth_throttle_ip_key(&k, "::FFFF:c000:0207");
+    assert_string_equal(sb_str(&k), "ip:192.0.2.7");
+    auth_throttle_ip_key(&k, "192.0.2.07");
+    assert_string_equal(sb_str(&k), "ip:192.0.2.7");
+    auth_throttle_ip_key(&k, "3221225991");
+    assert_string_equal(sb_str(&k), "ip:192.0.2.7");
+    auth_throttle_ip_key(&k, "2001:DB8:1:2:0:0:0:9");
+    assert_string_equal(sb_str(&k), "ip:2001:db8:1:2::/64");
+    auth_throttle_ip_key(&k, "fe80::1%eth0");
+    assert_string_equal(sb_str(&k), "ip:fe80::/64");
+    auth_throttle_ip_key(&k, "fe80::1%eth1");
+    assert_string_equal(sb_str(&k), "ip:fe80::/64");
     auth_throttle_ip_key(&k, "not:an:address::zz");
     assert_string_equal(sb_str(&k), "ip:not:an:address::zz");
     sb_free(&k);
@@ -192,6 +219,7 @@ int main(void)
         cmocka_unit_test(test_success_resets),
         cmocka_unit_test(test_bounded_memory),
         cmocka_unit_test(test_no_delay_config),
+        cmocka_unit_test(test_delay_no_overflow),
         cmocka_unit_test(test_ip_key),
     };
 
