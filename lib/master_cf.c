@@ -421,3 +421,29 @@ const struct master_service *master_cf_find(const struct master_cf *mcf, const c
             return &mcf->services[i];
     return NULL;
 }
+
+char  **master_cf_daemon_argv(const struct master_service *svc, const char *config_dir, unsigned flags)
+{
+    size_t  n = 0;
+    char  **argv = xcalloc(12 + svc->nargs + 1, sizeof(char *));
+
+    argv[n++] = svc->command;
+    argv[n++] = "-c";
+    argv[n++] = (char *) config_dir;
+    argv[n++] = "-n";
+    argv[n++] = svc->name;
+    argv[n++] = "-t";
+    argv[n++] = svc->type == MASTER_INET ? "inet" : "unix";
+    if (svc->unpriv)
+        argv[n++] = "-u";
+    if (svc->chroot)
+        argv[n++] = "-r";
+    if (flags & MASTER_ARGV_VERBOSE)
+        argv[n++] = "-v";
+    if (flags & MASTER_ARGV_CHECK)
+        argv[n++] = "-C";
+    for (size_t i = 0; i < svc->nargs && svc->args[i]; i++)
+        argv[n++] = svc->args[i];
+    argv[n] = NULL;
+    return argv;
+}

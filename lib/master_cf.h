@@ -51,4 +51,15 @@ int  master_cf_load(const char *path, struct config *cfg, struct master_cf *out,
 void master_cf_free(struct master_cf *mcf);
 const struct master_service *master_cf_find(const struct master_cf *mcf, const char *name);
 
+/* Flags for master_cf_daemon_argv(). */
+#define MASTER_ARGV_VERBOSE (1u << 0)   /* -v */
+#define MASTER_ARGV_CHECK   (1u << 1)   /* -C: check the configuration and exit (postctl check) */
+
+/*
+ * master_cf_daemon_argv - how a service's daemon is run:
+ *   COMMAND -c CONFIG_DIR -n NAME -t inet|unix [-u] [-r] [-v] [-C] ARGS...
+ * A NULL-terminated array to free; its strings belong to svc and config_dir.
+ */
+char **master_cf_daemon_argv(const struct master_service *svc, const char *config_dir, unsigned flags);
+
 #endif

@@ -6,7 +6,9 @@
  * service_watch_maps(), service_check_idle().
  *
  * Command line, as master builds it:
- *   PROGRAM -c CONFIG_DIR [-n SERVICE] [-t inet|unix] [-u] [-r] [-v] [-o name=value]...
+ *   PROGRAM -c CONFIG_DIR [-n SERVICE] [-t inet|unix] [-u] [-r] [-v] [-C] [-o name=value]...
+ *   (-C: load the configuration, run the daemon's own set-up checks, exit 0 or
+ *   1 with the reason on stderr: what "postctl check" asks every service)
  * -u: become the user named by ops->user_param (else stay root, confined);
  * -r: chroot to the directory named by ops->dir_param; -v: verbose, and log
  * to standard error too. The listening sockets are fds 3 .. 3+N-1 with N in
@@ -563,6 +565,7 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
     int     override_count = 0;
     bool    as_user = false;
     bool    chroot_there = false;
+    bool    check_only = false;             /* -C: postctl check asks whether we would start */
     int     verbose = 0;
     int     ch;
 
@@ -579,7 +582,7 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
     exit_requested = false;
     accept_paused = false;
     optind = 1;
-    while ((ch = getopt(argc, argv, "c:n:t:uro:v")) != -1) {
+    while ((ch = getopt(argc, argv, "c:n:t:uro:vC")) != -1) {
         switch (ch) {
         case 'c':
             config_dir = optarg;
@@ -602,6 +605,9 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
             break;
         case 'v':
             verbose++;
+            break;
+        case 'C':
+            check_only = true;
             break;
         default:
             usage(ops->program);
@@ -626,7 +632,10 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
         if (config_override(svc.cfg, overrides[i], &err) != 0)
             msg_fatal("-o %s: %s", overrides[i], sb_str(&err));
     free(overrides);
-    open_log(ops, verbose);
+    if (check_only)
+        log_to_stderr(1);               /* the answer goes to postctl, not the mail log */
+    else
+        open_log(ops, verbose);
     log_config_warnings();
     if (fd_problem)
         msg_fatal("%s", sb_str(&fd_err));
@@ -636,7 +645,9 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
         msg_fatal("event_base_new failed");
 
     if (ops->init)
-        ops->init(&svc);
+        ops->init(&svc);                /* a configuration error is fatal here, with its reason */
+    if (check_only)
+        return 0;
     drop_privileges(ops, as_user, chroot_there);
     /* The kernel forgets the death signal when credentials change. */
     set_death_signal();

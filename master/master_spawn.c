@@ -77,32 +77,6 @@ long long master_spawn_throttle_delay(unsigned failures, long long cap)
     return delay > cap ? cap : delay;
 }
 
-/* build_argv - COMMAND -c DIR -n NAME -t TYPE [-u] [-r] [-v] args... */
-static char **build_argv(struct master_state *ms, const struct master_serv *serv)
-{
-    const struct master_service *def = serv->def;
-    size_t  n = 0, max = 11 + def->nargs + 1;
-    char  **argv = xcalloc(max, sizeof(char *));
-
-    argv[n++] = def->command;
-    argv[n++] = "-c";
-    argv[n++] = ms->config_dir;
-    argv[n++] = "-n";
-    argv[n++] = def->name;
-    argv[n++] = "-t";
-    argv[n++] = def->type == MASTER_INET ? "inet" : "unix";
-    if (def->unpriv)
-        argv[n++] = "-u";
-    if (def->chroot)
-        argv[n++] = "-r";
-    if (ms->verbose)
-        argv[n++] = "-v";
-    for (size_t i = 0; i < def->nargs && def->args[i]; i++)
-        argv[n++] = def->args[i];
-    argv[n] = NULL;
-    return argv;
-}
-
 /* close_from - close every descriptor >= lowfd */
 static void close_from(int lowfd)
 {
@@ -192,7 +166,7 @@ static void status_readable(evutil_socket_t fd, short what, void *arg)
 /* spawn_one - start one process for serv; false if fork failed */
 static bool spawn_one(struct master_state *ms, struct master_serv *serv)
 {
-    char  **argv = build_argv(ms, serv);
+    char  **argv = master_cf_daemon_argv(serv->def, ms->config_dir, ms->verbose ? MASTER_ARGV_VERBOSE : 0);
     int    *high = xcalloc(serv->nlisteners + 2, sizeof(int));
     int     status_pipe[2];
     sigset_t all, saved;

@@ -2,12 +2,16 @@
  * postctl_check - "postctl check": is this instance sound?
  *
  * Loads main.cf and master.cf (errors with file:line), then looks at what
- * they name: the daemons in daemon_directory, the system users, every
+ * they name: the daemons in daemon_directory (each is asked, in its check
+ * mode, whether it would start with its configuration and -o overrides), the system users, every
  * directory of the instance layout with its owner and mode, the tables
  * (compiled, not older than their source) and the TLS files. Each problem is
  * one line with the fix; the exit status is 1 when any error was found.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/wait.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -86,6 +90,71 @@ static void check_daemons(struct check *chk, struct config *cfg, const struct ma
                         mcf->services[i].name, path.data, strerror(errno));
     }
     sb_free(&path);
+}
+
+/* daemon_refusal - run the service's daemon in check mode (-C); its fatal message, or "" */
+static void daemon_refusal(const char *path, char **argv, struct strbuf *why)
+{
+    int     out[2];
+    pid_t   pid;
+    int     status = 0;
+    char    buf[4096];
+    ssize_t n;
+
+    sb_reset(why);
+    if (pipe2(out, O_CLOEXEC) < 0)
+        return;
+    if ((pid = fork()) == 0) {
+        dup2(out[1], STDERR_FILENO);
+        dup2(out[1], STDOUT_FILENO);
+        unsetenv("POSTERN_LISTEN_FDS");
+        execv(path, argv);
+        _exit(127);
+    }
+    close(out[1]);
+    struct strbuf text = STRBUF_INIT;
+
+    while ((n = read(out[0], buf, sizeof(buf))) > 0 && sb_len(&text) < 65536)
+        sb_append(&text, buf, (size_t) n);
+    close(out[0]);
+    if (pid < 0 || waitpid(pid, &status, 0) < 0 || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        sb_free(&text);
+        return;
+    }
+    /* The daemon's last "fatal:" line says why; else whatever it printed last. */
+    const char *fatal = strstr(sb_str(&text), "fatal: ");
+    const char *line = fatal ? fatal + 7 : sb_str(&text);
+
+    sb_append(why, line, strcspn(line, "\n"));
+    if (sb_len(why) == 0)
+        sb_puts(why, WIFSIGNALED(status) ? "it crashed" : "it exited with an error");
+    sb_free(&text);
+}
+
+/* check_daemon_configs - every service's daemon would accept its configuration */
+static void check_daemon_configs(struct check *chk, struct config *cfg, const struct master_cf *mcf,
+                                 const char *config_dir)
+{
+    struct strbuf path = STRBUF_INIT;
+    struct strbuf why = STRBUF_INIT;
+
+    for (size_t i = 0; i < mcf->count; i++) {
+        const struct master_service *svc = &mcf->services[i];
+        char  **argv;
+
+        sb_reset(&path);
+        sb_printf(&path, "%s/%s", config_str(cfg, "daemon_directory"), svc->command);
+        if (access(path.data, X_OK) < 0)
+            continue;                   /* reported by check_daemons */
+        argv = master_cf_daemon_argv(svc, config_dir, MASTER_ARGV_CHECK);
+        daemon_refusal(path.data, argv, &why);
+        free(argv);
+        if (sb_len(&why))
+            check_error(chk, "%s:%d: service %s: %s would not start: %s", mcf->path, svc->line,
+                        svc->name, svc->command, why.data);
+    }
+    sb_free(&path);
+    sb_free(&why);
 }
 
 /* check_users - the accounts the daemons run as exist */
@@ -258,6 +327,7 @@ int cmd_check(struct postctl *ctl, int argc, char **argv)
         check_error(&chk, "%s", sb_str(&err));
     } else {
         check_daemons(&chk, cfg, &mcf);
+        check_daemon_configs(&chk, cfg, &mcf, ctl->config_dir);
         master_cf_free(&mcf);
     }
     check_users(&chk, cfg);

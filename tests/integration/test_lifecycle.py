@@ -90,6 +90,16 @@ class InitTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("main.cf:%d:" % lines, r.stderr)
 
+    def test_check_asks_each_daemon(self):
+        # a configuration only the daemon can judge: an open relay; smtpd refuses it, so must check
+        i = self.inst
+        i.set_main_cf(smtpd_relay_restrictions="permit")
+        r = i.postctl_raw("check")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertRegex(r.stdout, r"master\.cf:\d+: service %d: smtpd would not start: .*open relay"
+                         % i.smtp_port)
+        self.assertNotIn("service %d:" % (i.port_base + 587), r.stdout)   # its -o makes it safe
+
     def test_check_reports_master_cf_line(self):
         i = self.inst
         with open(os.path.join(i.config_dir, "master.cf"), "a") as f:
