@@ -20,7 +20,14 @@
 #include "strbuf.h"
 
 #define AUTHD_MAX_CLIENTS       1024    /* connections (one per smtpd/imapd process) */
-#define AUTHD_MAX_REQUESTS      64      /* requests in flight per connection */
+#define AUTHD_MAX_REQUESTS      64      /* requests being worked on, per connection */
+/*
+ * A FAIL that only waits out its failure delay is decided: it no longer counts
+ * as in flight, or an attacker guessing from many addresses would fill the
+ * in-flight slots of an smtpd's shared connection and lock everyone out. These
+ * have their own, larger cap (memory); past it the FAIL goes out at once.
+ */
+#define AUTHD_MAX_DELAYED       4096
 #define AUTHD_MAX_OUTPUT        (256 * 1024)  /* unread replies before we drop a client */
 
 struct bufferevent;
@@ -33,7 +40,8 @@ struct authd_client {
     unsigned long cuid;                 /* connection number, as sent in CUID */
     unsigned long cpid;                 /* the client's pid from CPID, 0 until sent */
     bool    handshaken;                 /* VERSION received */
-    unsigned nrequests;
+    unsigned nrequests;                 /* in flight: counted against AUTHD_MAX_REQUESTS */
+    unsigned ndelayed;                  /* decided FAILs waiting: against AUTHD_MAX_DELAYED */
     LIST_HEAD(, authd_request) requests;
     LIST_ENTRY(authd_client) link;
 };

@@ -97,7 +97,10 @@ static const char *log_rip(struct authd_request *req)
 static void request_free(struct authd_request *req)
 {
     LIST_REMOVE(req, link);
-    req->cl->nrequests--;
+    if (req->state == REPLY_DELAYED)
+        req->cl->ndelayed--;
+    else
+        req->cl->nrequests--;
     authd.requests_active--;
     event_free(req->timer);
     if (req->login_user.data)
@@ -291,12 +294,19 @@ static void authenticate(struct authd_request *req, const char *authzid, const c
              sb_str(&logname), rip, req->service, mech_names[req->mech], reason);
     sb_reset(&req->reply);
     auth_server_fail(&req->reply, req->id, sb_str(&user), false, NULL);
+    if (delay > 0 && req->cl->ndelayed >= AUTHD_MAX_DELAYED) {
+        msg_warn("client %lu: more than %d delayed failures waiting; answering at once",
+                 req->cl->cuid, AUTHD_MAX_DELAYED);
+        delay = 0;
+    }
     if (delay <= 0) {
         authd_client_send(req->cl, &req->reply);
         request_done(req);
         goto out;
     }
-    req->state = REPLY_DELAYED;
+    req->state = REPLY_DELAYED;         /* from in flight to waiting: see AUTHD_MAX_DELAYED */
+    req->cl->nrequests--;
+    req->cl->ndelayed++;
     arm_timer(req, delay);
 
 out:

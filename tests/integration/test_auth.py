@@ -240,6 +240,36 @@ class BruteForceTest(unittest.TestCase):
         self.assertIn("rip=192.0.2.7", log)
         self.assertEqual(log.count("login failed: user=<alice@example.test>"), 3)
 
+    def test_many_delayed_failures_do_not_block_a_shared_connection(self):
+        # one connection, as an smtpd multiplexes all its sessions: 70 guesses from 70 addresses
+        # wait out their delays; a real user's login on the same connection must still go through
+        import base64
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.inst.path("queue", "private", "auth"))
+        sock.settimeout(30)
+        sock.sendall(b"VERSION\t1\t2\nCPID\t%d\n" % os.getpid())
+        buf = b""
+        while b"DONE\n" not in buf:
+            buf += sock.recv(4096)
+        buf = buf[buf.index(b"DONE\n") + 5:]
+
+        def auth(rid, user, password, rip):
+            resp = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode())
+            sock.sendall(b"AUTH\t%d\tPLAIN\tservice=smtp\trip=%s\tresp=%s\n" % (rid, rip.encode(), resp))
+        for k in range(70):
+            auth(k + 1, "guess%d@example.test" % k, "x", "198.18.%d.%d" % (k // 200, k % 200 + 1))
+        auth(1000, "carol@" + DOMAIN, "carol-pw", "203.0.113.5")
+        replies = {}
+        while 1000 not in replies:
+            while b"\n" not in buf:
+                buf += sock.recv(4096)
+            line, buf = buf.split(b"\n", 1)
+            fields = line.split(b"\t")
+            replies[int(fields[1])] = line
+        sock.close()
+        self.assertTrue(replies[1000].startswith(b"OK\t1000"), replies[1000])
+        self.assertFalse(any(b"Too many requests" in r for r in replies.values()))
+
 
 @unittest.skipUnless(is_root() and shutil.which("postfix") and os.path.exists(
     os.path.join(os.environ.get("POSTERN_SOURCE", "../.."), "..", "shared", "peers", "postfix", "setup.sh")),
