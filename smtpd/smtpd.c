@@ -8,10 +8,6 @@
  * outside the chroot), TLS (smtpd_tls.c: the private key is readable by root
  * only) and SASL (smtpd_sasl.c), and, after the privilege drop, the queue
  * store (smtpd_queue.c) that sessions hand messages to.
- *
- * smtpd_store_none stays for tests of the protocol engine: it reads and
- * drops every message and answers 451, so no client is ever told a message
- * was accepted when it was not.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -28,42 +24,6 @@
 #include "smtpd.h"
 
 static struct smtpd_server server;
-
-/* none_open - accept the DATA command; the content goes nowhere */
-static void *none_open(const struct smtpd_envelope *env, struct strbuf *reply)
-{
-    static int handle;
-
-    (void) env;
-    (void) reply;
-    return &handle;
-}
-
-/* none_write - drop the content */
-static int none_write(void *msg, const char *data, size_t len)
-{
-    (void) msg;
-    (void) data;
-    (void) len;
-    return 0;
-}
-
-/* none_commit - nothing was stored, so the client must keep the message */
-static void none_commit(void *msg, struct strbuf *reply)
-{
-    (void) msg;
-    sb_set(reply, "451 4.3.0 Error: mail queue not available yet; message not accepted");
-}
-
-/* none_discard - nothing to remove */
-static void none_discard(void *msg)
-{
-    (void) msg;
-}
-
-const struct smtpd_store smtpd_store_none = {
-    "none", none_open, none_write, none_commit, none_discard,
-};
 
 /* smtpd_init - settings from main.cf (checked by the config loader) */
 static void smtpd_init(struct service *svc)

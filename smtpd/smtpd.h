@@ -112,8 +112,6 @@ struct smtpd_store {
     void    (*discard)(void *msg);
 };
 
-/* smtpd_store_none - stores nothing, accepts nothing (no queue yet) */
-extern const struct smtpd_store smtpd_store_none;
 
 struct smtpd_check;
 

@@ -120,25 +120,6 @@ static void sample_env(struct queue_envelope *env, size_t n)
     }
 }
 
-/* free_env - release what sample_env made */
-static void free_env(struct queue_envelope *env)
-{
-    for (size_t i = 0; i < env->nrcpt; i++) {
-        free(env->rcpts[i].address);
-        free(env->rcpts[i].orcpt);
-        free(env->rcpts[i].notify);
-    }
-    free(env->rcpts);
-    free(env->sender);
-    free(env->client_addr);
-    free(env->client_name);
-    free(env->helo);
-    free(env->protocol);
-    free(env->body_type);
-    free(env->envid);
-    free(env->ret);
-}
-
 /* write_queue_file - write env + message (in pieces of chunk bytes); the queue ID into env */
 static void write_queue_file(struct fixture *f, struct queue_envelope *env, const void *msg,
                              size_t len, size_t chunk)
@@ -256,7 +237,7 @@ static void test_round_trip_all_fields(void **state)
     sample_env(&env, 3);
     round_trip(f, &env, msg, strlen(msg), 7);
     assert_int_equal(incoming_count(f), 1);
-    free_env(&env);
+    queue_envelope_free(&env);
 }
 
 static void test_round_trip_minimal(void **state)
@@ -281,7 +262,7 @@ static void test_round_trip_no_recipients(void **state)
 
     sample_env(&env, 0);
     round_trip(f, &env, "x\n", 2, 100);
-    free_env(&env);
+    queue_envelope_free(&env);
 }
 
 static void test_round_trip_many_recipients(void **state)
@@ -291,7 +272,7 @@ static void test_round_trip_many_recipients(void **state)
 
     sample_env(&env, 2000);
     round_trip(f, &env, "hello\n", 6, 3);
-    free_env(&env);
+    queue_envelope_free(&env);
 }
 
 static void test_round_trip_large_binary(void **state)
@@ -311,7 +292,7 @@ static void test_round_trip_large_binary(void **state)
     round_trip(f, &env, msg, len, 4093);
     round_trip(f, &env, msg, len, 200000);
     round_trip(f, &env, msg, len, len);
-    free_env(&env);
+    queue_envelope_free(&env);
     free(msg);
 }
 
@@ -362,7 +343,7 @@ static void test_update_rcpt(void **state)
     queue_file_free(&qf2);
     queue_file_free(&qf);
     close(fd);
-    free_env(&env);
+    queue_envelope_free(&env);
     sb_free(&err);
 }
 
@@ -403,7 +384,7 @@ static void test_update_schedule(void **state)
     assert_int_equal(queue_file_update_rcpt(fd, &qf, 0, QUEUE_RCPT_DELIVERED, NULL, &err), -1);
     queue_file_free(&qf);
     close(fd);
-    free_env(&env);
+    queue_envelope_free(&env);
     sb_free(&err);
 }
 
@@ -500,7 +481,7 @@ static void test_truncation(void **state)
     sb_putc(&img, 'x');
     assert_int_equal(read_bytes(img.data, img.len, &err_no, &err), -1);
     assert_non_null(strstr(sb_str(&err), "truncated or overlong"));
-    free_env(&env);
+    queue_envelope_free(&env);
     sb_free(&img);
     sb_free(&err);
 }
@@ -547,7 +528,7 @@ static void test_flipped_bytes(void **state)
     assert_string_equal(sb_str(&err), "header/envelope CRC mismatch");
     img.data[ENV_OFF + 3] ^= 1;
     assert_int_equal(read_bytes(img.data, img.len, &err_no, &err), 0);
-    free_env(&env);
+    queue_envelope_free(&env);
     sb_free(&img);
     sb_free(&err);
 }
@@ -619,7 +600,7 @@ static void test_lying_header(void **state)
     memcpy(bad.data, "XXXX", 4);
     assert_int_equal(read_bytes(bad.data, bad.len, &err_no, &err), -1);
     assert_non_null(strstr(sb_str(&err), "magic"));
-    free_env(&env);
+    queue_envelope_free(&env);
     sb_free(&bad);
     sb_free(&img);
     sb_free(&err);
@@ -779,7 +760,7 @@ static void test_writer_refuses_injection(void **state)
             sb_reset(&err);
             assert_null(queue_writer_create(f->dirfd, &env, &err));
             assert_true(sb_len(&err) > 0);
-            free_env(&env);
+            queue_envelope_free(&env);
         }
     }
     /* Missing sender, empty recipient, too many recipients. */
@@ -787,17 +768,17 @@ static void test_writer_refuses_injection(void **state)
     free(env.sender);
     env.sender = NULL;
     assert_null(queue_writer_create(f->dirfd, &env, &err));
-    free_env(&env);
+    queue_envelope_free(&env);
     sample_env(&env, 1);
     free(env.rcpts[0].address);
     env.rcpts[0].address = xstrdup("");
     assert_null(queue_writer_create(f->dirfd, &env, &err));
-    free_env(&env);
+    queue_envelope_free(&env);
     sample_env(&env, 0);
     env.nrcpt = 100001;
     assert_null(queue_writer_create(f->dirfd, &env, &err));
     env.nrcpt = 0;
-    free_env(&env);
+    queue_envelope_free(&env);
     assert_int_equal(incoming_count(f), 0);
     sb_free(&err);
 }
@@ -845,7 +826,7 @@ static void test_abort_and_failures(void **state)
     assert_int_equal(queue_writer_commit(w, &err), -1);
     assert_non_null(strstr(sb_str(&err), "rename"));
     assert_int_equal(incoming_count(f), 0);
-    free_env(&env);
+    queue_envelope_free(&env);
     sb_free(&err);
 }
 
