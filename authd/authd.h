@@ -53,6 +53,7 @@ struct authd_user {
     bool    nologin;                    /* disabled everywhere */
     bool    deny_smtp;                  /* allow_smtp=no */
     bool    deny_imap;                  /* allow_imap=no */
+    unsigned long long quota_bytes;     /* userdb_quota_rule=*:bytes=N; 0 = none */
 };
 
 struct authd {

@@ -8,7 +8,8 @@
  * Format (Dovecot's passwd-file, written by "postctl user"):
  *   user:{SCHEME}hash:uid:gid:gecos:home:shell:extra fields
  * Only the user, the password and the extra fields (space-separated,
- * "nologin", "allow_smtp=no", "allow_imap=no"; others ignored) matter here.
+ * "nologin", "allow_smtp=no", "allow_imap=no", and "userdb_quota_rule=*:bytes=N",
+ * which an OK for imapd carries; others ignored) matter here.
  * The file is read relative to our working directory (auth_directory, the
  * chroot) and checked with stat() before each lookup: "postctl" replaces it
  * by rename, so a new inode, size or mtime means reload. A file that cannot
@@ -116,6 +117,8 @@ static void table_grow(struct pw_table *t)
     t->nbuckets = n;
 }
 
+#define QUOTA_RULE "userdb_quota_rule=*:bytes="
+
 /* parse_extra - the extra fields we act on; -1 with err for a bad value */
 static int parse_extra(char *extra, struct authd_user *u, struct strbuf *err)
 {
@@ -137,6 +140,14 @@ static int parse_extra(char *extra, struct authd_user *u, struct strbuf *err)
                 u->deny_smtp = !value;
             else
                 u->deny_imap = !value;
+        } else if (strncmp(f, QUOTA_RULE, strlen(QUOTA_RULE)) == 0) {
+            long long bytes;
+
+            /* Dovecot's quota rule as postctl writes it; imapd enforces it (QUOTA). */
+            if (config_parse_size(f + strlen(QUOTA_RULE), &bytes) < 0 || bytes < 0)
+                sb_printf(err, "bad quota in \"%.80s\" (use e.g. %s1G); ignored", f, QUOTA_RULE);
+            else
+                u->quota_bytes = (unsigned long long) bytes;
         }
     }
     return sb_len(err) ? -1 : 0;

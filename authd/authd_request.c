@@ -275,6 +275,11 @@ static void authenticate(struct authd_request *req, const char *authzid, const c
                  mech_names[req->mech], req->secured ? ", secured" : "");
         sb_reset(&user);
         auth_server_ok(&user, req->id, u->name);
+        if (u->quota_bytes > 0 && strcmp(req->service, "imap") == 0) {
+            /* userdb data for imapd, on the OK line as extra fields do */
+            sb_truncate(&user, sb_len(&user) - 1);      /* the "\n" */
+            sb_printf(&user, "\tuserdb_quota_rule=*:bytes=%llu\n", u->quota_bytes);
+        }
         authd_client_send(req->cl, &user);
         request_done(req);
         goto out;

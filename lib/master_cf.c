@@ -193,6 +193,62 @@ static bool file_name_valid(const char *name)
     return true;
 }
 
+/* extra_socket_valid - "$param/rel/path": a parameter name, then safe components, no ".." */
+static bool extra_socket_valid(const char *spec)
+{
+    const char *slash = strchr(spec, '/');
+    const char *p;
+
+    if (spec[0] != '$' || slash == NULL || slash == spec + 1 || strlen(spec) > MASTER_NAME_MAX * 2)
+        return false;
+    for (p = spec + 1; p < slash; p++)
+        if (!isalnum((unsigned char) *p) && *p != '_')
+            return false;
+    for (p = slash + 1;;) {
+        size_t  len = strcspn(p, "/");
+
+        if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+            return false;
+        for (size_t i = 0; i < len; i++)
+            if (!isalnum((unsigned char) p[i]) && strchr("._-", p[i]) == NULL)
+                return false;
+        if (p[len] == '\0')
+            return true;
+        p += len + 1;
+    }
+}
+
+/* parse_unix_name - "NAME[,$param/path...]": the socket path and any extra sockets */
+static int parse_unix_name(const char *path, int line, char *field, struct master_service *svc,
+                           struct strbuf *err)
+{
+    char   *comma = strchr(field, ',');
+    struct strbuf sp = STRBUF_INIT;
+
+    if (comma != NULL)
+        *comma = '\0';
+    if (!file_name_valid(field))
+        return bad(err, path, line, "bad unix service name \"%.*s\"; it becomes a socket file "
+                   "name, so use letters, digits, '.', '-' and '_' only", QUOTE_MAX, field);
+    while (comma != NULL) {
+        char   *item = comma + 1;
+
+        comma = strchr(item, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        if (!extra_socket_valid(item))
+            return bad(err, path, line, "bad extra socket \"%.*s\" for service %.*s; use "
+                       "$parameter/relative/path, e.g. $virtual_mailbox_base/.postern/auth",
+                       QUOTE_MAX, item, QUOTE_MAX, field);
+        svc->extra_sockets = xreallocarray(svc->extra_sockets, svc->nextra_sockets + 2, sizeof(char *));
+        svc->extra_sockets[svc->nextra_sockets++] = xstrdup(item);
+        svc->extra_sockets[svc->nextra_sockets] = NULL;
+    }
+    sb_printf(&sp, "%s/%s", svc->private_ ? "private" : "public", field);
+    svc->socket_path = sb_detach(&sp);
+    return 0;
+}
+
 /* check_args - "-o name=value" pairs as config_override() would take them */
 static int check_args(const char *path, int line, struct config *cfg, char **argv, size_t argc,
                       struct strbuf *err)
@@ -257,6 +313,9 @@ static void service_free(struct master_service *svc)
     free(svc->host);
     free(svc->port);
     free(svc->socket_path);
+    for (size_t i = 0; i < svc->nextra_sockets; i++)
+        free(svc->extra_sockets[i]);
+    free(svc->extra_sockets);
     free(svc->command);
     for (size_t i = 0; i < svc->nargs; i++)
         free(svc->args[i]);
@@ -317,14 +376,8 @@ static int parse_entry(const char *path, int line, char **f, size_t nf, struct c
     if (svc->type == MASTER_INET) {
         if (parse_inet(path, line, f[0], svc, err) < 0)
             return -1;
-    } else {
-        struct strbuf sp = STRBUF_INIT;
-
-        if (!file_name_valid(f[0]))
-            return bad(err, path, line, "bad unix service name \"%.*s\"; it becomes a socket file "
-                       "name, so use letters, digits, '.', '-' and '_' only", QUOTE_MAX, f[0]);
-        sb_printf(&sp, "%s/%s", svc->private_ ? "private" : "public", f[0]);
-        svc->socket_path = sb_detach(&sp);
+    } else if (parse_unix_name(path, line, f[0], svc, err) < 0) {
+        return -1;
     }
     svc->name = xstrdup(f[0]);
     svc->command = xstrdup(f[7]);

@@ -12,6 +12,13 @@
  * An inet service is "[host:]port" (port by number or services(5) name;
  * without host, every address in inet_interfaces); a unix service is a socket
  * path relative to queue_directory (private/NAME when private, public/NAME else).
+ *
+ * Postern extension: a unix service may listen on more sockets, for clients
+ * chrooted elsewhere, listed after its name with commas:
+ *     auth,$virtual_mailbox_base/.postern/auth  unix - - y - 1 authd
+ * Each extra socket is "$PARAMETER/relative/path": beneath the directory a
+ * main.cf parameter names (no "..", no empty component). One process serves
+ * them all, so state such as authd's brute-force counters is shared.
  */
 #ifndef POSTERN_MASTER_CF_H
 #define POSTERN_MASTER_CF_H
@@ -29,6 +36,8 @@ struct master_service {
     char   *host;                       /* inet: NULL for inet_interfaces, else the host part */
     char   *port;                       /* inet: numeric port as text */
     char   *socket_path;                /* unix: path relative to queue_directory */
+    char  **extra_sockets;              /* unix: "$param/rel/path" entries after the name */
+    size_t  nextra_sockets;
     bool    private_;
     bool    unpriv;
     bool    chroot;

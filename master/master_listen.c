@@ -7,8 +7,9 @@
  *     (every address it resolves to) or else on each address of
  *     inet_interfaces ("all": 0.0.0.0 and ::, "loopback-only": 127.0.0.1
  *     and ::1, or a list), limited by inet_protocols. A unix service listens
- *     on $queue_directory/<socket_path>: public sockets mode 0666, private
- *     ones 0600 and, when master is root, owned by mail_owner.
+ *     on $queue_directory/<socket_path> (and any "$param/path" extras beneath
+ *     that directory): public sockets mode 0666, private ones 0600 and, when
+ *     master is root, owned by mail_owner (extras: by their directory's owner).
  *     Sockets of old whose endpoint key is unchanged are moved over, not
  *     re-bound, so connections waiting in their backlog survive a reload.
  *     On failure nothing of old is lost (what was moved goes back).
@@ -54,6 +55,7 @@ struct listen_spec {
     struct sockaddr_storage ss;         /* inet */
     socklen_t sslen;
     char   *path;                       /* unix: absolute socket path */
+    char   *owner_dir;                  /* unix: private socket owned as this dir is; NULL: mail_owner */
     bool    optional;                   /* IPv6 implied by "all": skip if unavailable */
     char   *key;
 };
@@ -70,6 +72,7 @@ static void spec_add(struct spec_list *list, const struct listen_spec *spec)
         if (strcmp(list->v[i].key, spec->key) == 0) {   /* "localhost" may repeat 127.0.0.1 */
             free(spec->key);
             free(spec->path);
+            free(spec->owner_dir);
             return;
         }
     list->v = xreallocarray(list->v, list->n + 1, sizeof(*list->v));
@@ -84,6 +87,7 @@ static struct listen_spec *spec_dup(const struct listen_spec *spec)
     *copy = *spec;
     copy->key = xstrdup(spec->key);
     copy->path = spec->path ? xstrdup(spec->path) : NULL;
+    copy->owner_dir = spec->owner_dir ? xstrdup(spec->owner_dir) : NULL;
     return copy;
 }
 
@@ -93,6 +97,7 @@ static void spec_free(struct listen_spec *spec)
     if (spec) {
         free(spec->key);
         free(spec->path);
+        free(spec->owner_dir);
         free(spec);
     }
 }
@@ -103,6 +108,7 @@ static void spec_list_free(struct spec_list *list)
     for (size_t i = 0; i < list->n; i++) {
         free(list->v[i].key);
         free(list->v[i].path);
+        free(list->v[i].owner_dir);
     }
     free(list->v);
     list->v = NULL;
@@ -335,22 +341,26 @@ static int plan_inet(struct master_serv *serv, struct spec_list *list, struct st
     return ret;
 }
 
-/* plan_unix - the socket path of a unix service */
-static int plan_unix(struct master_serv *serv, struct spec_list *list, struct strbuf *err)
+/* plan_unix_path - one socket: dir/rel; owner_dir NULL means mail_owner owns it */
+static int plan_unix_path(struct master_serv *serv, const char *dir, const char *rel,
+                          const char *owner_dir, struct spec_list *list, struct strbuf *err)
 {
-    const char *rel = serv->def->socket_path;
-    const char *queue = config_str(serv->cfg, "queue_directory");
     struct listen_spec spec;
     struct sockaddr_un sun;
     struct strbuf sb = STRBUF_INIT;
 
-    /* The path must stay inside the queue directory, where the chrooted clients look. */
+    /* The path must stay inside its directory, where the chrooted clients look. */
     if (rel == NULL || *rel == '\0' || *rel == '/' || strstr(rel, "..") != NULL) {
         where(err, serv);
         sb_printf(err, "bad socket path \"%s\"; use a name relative to queue_directory", rel ? rel : "");
         return -1;
     }
-    sb_printf(&sb, "%s/%s", queue, rel);
+    if (dir == NULL || dir[0] != '/') {
+        where(err, serv);
+        sb_printf(err, "socket %s: the directory \"%s\" is not an absolute path", rel, dir ? dir : "");
+        return -1;
+    }
+    sb_printf(&sb, "%s/%s", dir, rel);
     if (sb_len(&sb) >= sizeof(sun.sun_path)) {
         where(err, serv);
         sb_printf(err, "socket path %s is too long (at most %zu bytes)", sb_str(&sb),
@@ -361,9 +371,39 @@ static int plan_unix(struct master_serv *serv, struct spec_list *list, struct st
     memset(&spec, 0, sizeof(spec));
     spec.type = MASTER_UNIX;
     spec.path = sb_detach(&sb);
+    spec.owner_dir = owner_dir ? xstrdup(owner_dir) : NULL;
     sb_printf(&sb, "unix:%s", spec.path);
     spec.key = sb_detach(&sb);
     spec_add(list, &spec);
+    return 0;
+}
+
+/* plan_unix - the socket paths of a unix service: its own, then "$param/path" extras */
+static int plan_unix(struct master_serv *serv, struct spec_list *list, struct strbuf *err)
+{
+    const struct master_service *def = serv->def;
+
+    if (plan_unix_path(serv, config_str(serv->cfg, "queue_directory"), def->socket_path, NULL,
+                       list, err) < 0)
+        return -1;
+    for (size_t i = 0; i < def->nextra_sockets; i++) {
+        const char *item = def->extra_sockets[i];           /* "$param/rel", checked by master_cf */
+        const char *slash = strchr(item, '/');
+        char   *param = xstrndup(item + 1, (size_t) (slash - item - 1));
+        const char *dir = config_lookup(serv->cfg, param);
+        int     rc;
+
+        if (dir == NULL) {
+            where(err, serv);
+            sb_printf(err, "extra socket %s: unknown parameter $%s", item, param);
+            free(param);
+            return -1;
+        }
+        rc = plan_unix_path(serv, dir, slash + 1, dir, list, err);
+        free(param);
+        if (rc < 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -402,6 +442,49 @@ fail:
     close(fd);
     errno = saved;
     return -1;
+}
+
+/*
+ * socket_owner - give a private socket to its clients' user: mail_owner in
+ * the queue directory, else the owner of the directory it was placed in
+ * (the mail base belongs to vmail_owner, whose imapd connects there)
+ */
+static int socket_owner(struct master_serv *serv, const struct listen_spec *spec, struct strbuf *err)
+{
+    uid_t   uid;
+    gid_t   gid;
+    int     saved;
+
+    if (spec->owner_dir == NULL) {
+        const char *owner = config_str(serv->cfg, "mail_owner");
+        struct strbuf why = STRBUF_INIT;
+
+        if (privsep_lookup_user(owner, &uid, &gid, &why) < 0) {
+            sb_printf(err, "owner of %s: %s", spec->path, sb_str(&why));
+            sb_free(&why);
+            errno = ENOENT;
+            return -1;
+        }
+        sb_free(&why);
+    } else {
+        struct stat st;
+
+        if (stat(spec->owner_dir, &st) < 0) {
+            saved = errno;
+            sb_printf(err, "owner of %s: %s: %s", spec->path, spec->owner_dir, strerror(saved));
+            errno = saved;
+            return -1;
+        }
+        uid = st.st_uid;
+        gid = st.st_gid;
+    }
+    if (lchown(spec->path, uid, gid) < 0) {
+        saved = errno;
+        sb_printf(err, "chown %s: %s", spec->path, strerror(saved));
+        errno = saved;
+        return -1;
+    }
+    return 0;
 }
 
 /* bind_unix - replace a stale socket file, bind with the right mode and owner */
@@ -464,24 +547,9 @@ static int bind_unix(struct master_serv *serv, const struct listen_spec *spec, s
         sb_printf(err, "bind %s: %s", spec->path, strerror(saved));
         goto fail;
     }
-    if (private_ && privsep_is_root()) {
-        const char *owner = config_str(serv->cfg, "mail_owner");
-        struct strbuf why = STRBUF_INIT;
-        uid_t   uid;
-        gid_t   gid;
-
-        if (privsep_lookup_user(owner, &uid, &gid, &why) < 0) {
-            sb_printf(err, "owner of %s: %s", spec->path, sb_str(&why));
-            sb_free(&why);
-            saved = ENOENT;
-            goto fail_unlink;
-        }
-        sb_free(&why);
-        if (lchown(spec->path, uid, gid) < 0) {
-            saved = errno;
-            sb_printf(err, "chown %s to %s: %s", spec->path, owner, strerror(saved));
-            goto fail_unlink;
-        }
+    if (private_ && privsep_is_root() && socket_owner(serv, spec, err) < 0) {
+        saved = errno;
+        goto fail_unlink;
     }
     if (listen(fd, MASTER_LISTEN_BACKLOG) < 0) {
         saved = errno;

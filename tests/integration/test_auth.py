@@ -4,6 +4,7 @@ import os
 import shutil
 import smtplib
 import socket
+import stat
 import ssl
 import subprocess
 import time
@@ -152,6 +153,41 @@ class AuthTest(unittest.TestCase):
         passwd = os.stat(i.path("auth", "passwd"))
         self.assertEqual(passwd.st_uid, auth.pw_uid)
         self.assertEqual(passwd.st_mode & 0o077, 0)            # smtpd (postern) cannot read it
+
+
+    def test_imapd_socket_in_mail_base_carries_quota(self):
+        # imapd is chrooted in the mail base: the same authd listens there too (master.cf's
+        # "auth,$virtual_mailbox_base/.postern/auth"), and tells imapd the user's quota
+        import base64
+        i = self.inst
+        i.postctl("user", "add", "dave@" + DOMAIN, "--quota", "10M", "--password-stdin", input="dave-pw\n")
+        path = i.path("mail", ".postern", "auth")
+        st = os.stat(path)
+        self.assertTrue(stat.S_ISSOCK(st.st_mode))
+        self.assertEqual(st.st_mode & 0o777, 0o600)
+        if is_root():
+            import pwd
+            self.assertEqual(st.st_uid, pwd.getpwnam("vmail").pw_uid)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(path)
+        sock.settimeout(30)
+        sock.sendall(b"VERSION\t1\t2\nCPID\t%d\n" % os.getpid())
+        buf = b""
+        while b"DONE\n" not in buf:
+            buf += sock.recv(4096)
+        buf = buf[buf.index(b"DONE\n") + 5:]
+        replies = []
+        for rid, service in ((1, b"imap"), (2, b"smtp")):
+            resp = base64.b64encode(b"\0dave@" + DOMAIN.encode() + b"\0dave-pw")
+            sock.sendall(b"AUTH\t%d\tPLAIN\tservice=%s\tresp=%s\n" % (rid, service, resp))
+            while b"\n" not in buf:
+                buf += sock.recv(4096)
+            line, buf = buf.split(b"\n", 1)
+            replies.append(line)
+        sock.close()
+        self.assertEqual(replies[0], b"OK\t1\tuser=dave@" + DOMAIN.encode()
+                         + b"\tuserdb_quota_rule=*:bytes=10485760")
+        self.assertEqual(replies[1], b"OK\t2\tuser=dave@" + DOMAIN.encode())
 
 
 class SubmissionPolicyTest(unittest.TestCase):

@@ -197,6 +197,36 @@ static void test_ports(void **state)
     sb_free(&err);
 }
 
+static void test_extra_sockets(void **state)
+{
+    struct master_cf mcf;
+    struct strbuf err = STRBUF_INIT;
+    const struct master_service *s;
+
+    (void) state;
+    assert_int_equal(load("auth,$virtual_mailbox_base/.postern/auth,$data_directory/a/b unix - - y - 1 authd\n"
+                          "qmgr unix - - y - 1 qmgr\n", &mcf, &err), 0);
+    assert_non_null(s = master_cf_find(&mcf, "auth"));
+    assert_string_equal(s->socket_path, "private/auth");
+    assert_int_equal(s->nextra_sockets, 2);
+    assert_string_equal(s->extra_sockets[0], "$virtual_mailbox_base/.postern/auth");
+    assert_string_equal(s->extra_sockets[1], "$data_directory/a/b");
+    assert_int_equal(master_cf_find(&mcf, "qmgr")->nextra_sockets, 0);
+    master_cf_free(&mcf);
+    sb_free(&err);
+
+    /* Nothing may climb out of its directory or name no directory. */
+    expect_error("auth,$virtual_mailbox_base/../x unix - - y - 1 authd\n", 1, "bad extra socket");
+    expect_error("auth,$virtual_mailbox_base/a/./b unix - - y - 1 authd\n", 1, "bad extra socket");
+    expect_error("auth,/tmp/sock unix - - y - 1 authd\n", 1, "bad extra socket");
+    expect_error("auth,$/x unix - - y - 1 authd\n", 1, "bad extra socket");
+    expect_error("auth,$base unix - - y - 1 authd\n", 1, "bad extra socket");
+    expect_error("auth,$base//x unix - - y - 1 authd\n", 1, "bad extra socket");
+    expect_error("auth,$base/x/ unix - - y - 1 authd\n", 1, "bad extra socket");
+    expect_error("auth,$ba-se/x unix - - y - 1 authd\n", 1, "bad extra socket");
+    expect_error("auth, unix - - y - 1 authd\n", 1, "bad extra socket");
+}
+
 static void test_errors(void **state)
 {
     (void) state;
@@ -271,6 +301,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_good_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_extra_sockets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_option_errors, setup, teardown),
     };
