@@ -53,6 +53,8 @@ struct maildir_msg {
     int     fd;                         /* tmp/NAME */
     struct strbuf name;                 /* NAME, without ",S=" */
     uint64_t size;
+    uint64_t bare_lfs;                  /* LFs without a CR before them: vsize = size + bare_lfs */
+    bool    last_cr;                    /* the last byte written was a CR */
 };
 
 static unsigned long name_counter;      /* the Q part: unique within this process */
@@ -304,10 +306,25 @@ struct maildir_msg *maildir_msg_create(int maildir_fd, struct strbuf *err)
     return m;
 }
 
+/* count_bare_lfs - for the CRLF size IMAP reports (",W=" in the name, as Dovecot writes) */
+static void count_bare_lfs(struct maildir_msg *m, const char *p, size_t len)
+{
+    const char *end = p + len, *lf;
+
+    if (len == 0)
+        return;
+    for (const char *q = p; (lf = memchr(q, '\n', (size_t) (end - q))) != NULL; q = lf + 1)
+        if (lf == p ? !m->last_cr : lf[-1] != '\r')
+            m->bare_lfs++;
+    m->last_cr = end[-1] == '\r';
+}
+
 /* maildir_msg_write - append data to the message */
 int maildir_msg_write(struct maildir_msg *m, const void *data, size_t len, struct strbuf *err)
 {
     const char *p = data;
+
+    count_bare_lfs(m, p, len);
 
     while (len > 0) {
         ssize_t n = write(m->fd, p, len);
@@ -422,7 +439,8 @@ int maildir_msg_commit(struct maildir_msg *m, const char *info, struct strbuf *n
     dir_fd = open_component(m->maildir_fd, subdir, false, "maildir", err);
     if (dir_fd < 0)
         goto bad;
-    sb_printf(&final, "%s,S=%llu", sb_str(&m->name), (unsigned long long) m->size);
+    sb_printf(&final, "%s,S=%llu,W=%llu", sb_str(&m->name), (unsigned long long) m->size,
+              (unsigned long long) (m->size + m->bare_lfs));
     if (info)
         sb_printf(&final, ":%s", info);
     if (place(m, dir_fd, sb_str(&final)) != 0) {

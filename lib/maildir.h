@@ -13,7 +13,8 @@
  * or an admin, is refused with ELOOP. Missing directories are made 0700.
  *
  * File names are unique per the Maildir specification,
- * "SECONDS.M<usec>P<pid>Q<counter>.HOST,S=<size>" (Maildir++ size for quota;
+ * "SECONDS.M<usec>P<pid>Q<counter>.HOST,S=<size>,W=<vsize>" (Maildir++ size for
+ * quota; W, as Dovecot writes it, the size with CRLF line ends that IMAP reports;
  * ',' '/' ':' in HOST written as \054 \057 \072), and a message is never
  * renamed over an existing file (link(2), or rename with RENAME_NOREPLACE).
  *
@@ -53,7 +54,7 @@ int  maildir_msg_write(struct maildir_msg *m, const void *data, size_t len, stru
 int  maildir_msg_copy(struct maildir_msg *m, int fd, uint64_t offset, uint64_t length, struct strbuf *err);
 uint64_t maildir_msg_size(const struct maildir_msg *m);
 /*
- * maildir_msg_commit - fsync, link as "new/NAME,S=SIZE" (or "cur/NAME,S=SIZE:INFO" when
+ * maildir_msg_commit - fsync, link as "new/NAME,S=SIZE,W=VSIZE" (or "cur/NAME,S=SIZE,W=VSIZE:INFO" when
  * info is given, e.g. "2,S"), remove tmp/NAME, fsync the directory. The final
  * file name (without directory) goes to name_out if not NULL. m is freed either way.
  */

@@ -352,7 +352,13 @@ static void test_deliver(void **state)
 
         assert_int_equal(count_entries(sb_str(&p), &listed), 1);
         assert_string_equal(sb_str(&listed), sb_str(&name));
-        snprintf(size_part, sizeof(size_part), ",S=%zu", 19 + sb_len(&want));
+        size_t  lines = 0;
+
+        for (size_t k = 0; k < sb_len(&want); k++)
+            lines += sb_str(&want)[k] == '\n';
+        /* S: bytes as stored; W: with CRLF line ends (no CR in this message) */
+        snprintf(size_part, sizeof(size_part), ",S=%zu,W=%zu", 19 + sb_len(&want),
+                 19 + sb_len(&want) + 1 + lines);
         assert_true(sb_len(&name) > strlen(size_part));
         assert_string_equal(sb_str(&name) + sb_len(&name) - strlen(size_part), size_part);
         sb_free(&listed);
@@ -385,10 +391,16 @@ static void test_deliver(void **state)
     m = maildir_msg_create(fd, &err);
     assert_int_equal(maildir_msg_write(m, "y\n", 2, &err), 0);
     assert_int_equal(maildir_msg_commit(m, "2,S", &name, &err), 0);
-    assert_non_null(strstr(sb_str(&name), ",S=2:2,S"));
+    assert_non_null(strstr(sb_str(&name), ",S=2,W=3:2,S"));
+    /* A CRLF split across two writes is one line end, not a bare LF. */
+    m = maildir_msg_create(fd, &err);
+    assert_int_equal(maildir_msg_write(m, "a\r", 2, &err), 0);
+    assert_int_equal(maildir_msg_write(m, "\nb\n\r\n\n", 6, &err), 0);
+    assert_int_equal(maildir_msg_commit(m, "2,", &name, &err), 0);
+    assert_non_null(strstr(sb_str(&name), ",S=8,W=10:2,"));
     sb_reset(&p);
     sb_printf(&p, "%s/example.test/alice/cur", base);
-    assert_int_equal(count_entries(sb_str(&p), NULL), 1);
+    assert_int_equal(count_entries(sb_str(&p), NULL), 2);
     m = maildir_msg_create(fd, &err);
     sb_reset(&err);
     assert_int_equal(maildir_msg_commit(m, "2,S/../x", NULL, &err), -1);
