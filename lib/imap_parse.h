@@ -20,7 +20,12 @@
  *   IMAP_READ_FATAL         cannot resynchronize (literal+ far too big, line
  *                           without end beyond the limit): "* BYE" and close
  * Limits: a line (between literals) at most max_line bytes, a literal at most
- * max_literal bytes, at most IMAP_MAX_LITERALS literals per command.
+ * max_literal bytes, at most IMAP_MAX_LITERALS literals per command. An
+ * over-long line is skipped up to its LF (at most 16 * max_line, at least 1 MiB,
+ * else FATAL). Empty lines between commands are ignored.
+ * In rd->cmd a literal keeps its announcement: "... {5}\r\nHELLO rest" (a bare
+ * LF after "{5}" becomes CRLF), which is what imap_parse_command() expects.
+ * The session may change max_line/max_literal between commands (e.g. at login).
  *
  * Parsing. imap_parse_command() splits rd->cmd into tag, command name and an
  * argument tree. Atoms may contain "[...]" with anything but CR/LF inside
@@ -32,6 +37,10 @@
  * command's own storage (freed with imap_command_free).
  *
  * Errors: -1 with a short reason in err, suitable after "BAD ".
+ * Strict like RFC 3501: one space between arguments, none after "(" or before
+ * ")", no trailing space. Atoms may hold "\", "%", "*" and "]" besides ATOM-CHAR
+ * (flags, LIST patterns, sequence sets); a "[" without a "]" later on the line
+ * is an ordinary atom character. "~{N}" (literal8) parses like a literal.
  */
 #ifndef POSTERN_IMAP_PARSE_H
 #define POSTERN_IMAP_PARSE_H
@@ -64,8 +73,11 @@ struct imap_reader {
     size_t  literal_left;               /* bytes of the current literal still to come */
     unsigned literals;                  /* literals in this command so far */
     bool    discarding;                 /* dropping an over-long command's rest */
-    size_t  discard_left;
+    size_t  discard_left;               /* ... literal bytes still to drop, then the line */
     bool    discard_until_eol;
+    size_t  discarded;                  /* line bytes dropped so far (bounded) */
+    bool    returned;                   /* cmd was handed out: start afresh next feed */
+    size_t  part_start;                 /* offset in cmd of the line part being read */
 };
 
 /* imap_reader_init - limits as above */
@@ -97,10 +109,13 @@ struct imap_command {
     struct imap_arg *args;              /* arguments after the name */
     size_t  count;
     void   *storage;                    /* private */
+    char    tagbuf[IMAP_MAX_TAG + 1];   /* private: tag's copy after an error */
 };
 
 /* imap_parse_command - split cmd[0..len) (from imap_reader). -1 with err; out->tag is
- * still set ("*" if unreadable) so the BAD can be tagged */
+ * still set ("*" if unreadable; it points into *out, so do not copy the struct
+ * before using it) so the BAD can be tagged. imap_command_free() may be called
+ * after success and after failure alike (and twice). */
 int  imap_parse_command(const char *cmd, size_t len, struct imap_command *out, struct strbuf *err);
 void imap_command_free(struct imap_command *cmd);
 /* imap_parse_args - split a text of arguments alone (tests, SEARCH sub-parsing) */
@@ -125,7 +140,12 @@ struct imap_seqset {
 };
 
 /* imap_seqset_parse - parse text (numbers 1..2^32-1, "*", ranges either way round);
- * -1 with err for 0, junk or an empty set. "$" (SEARCHRES) is not supported. */
+ * -1 with err for 0, junk or an empty set. "$" (SEARCHRES) is not supported.
+ * At most 100000 elements. The result is normalized: numeric ranges sorted and
+ * merged (lo <= hi), then at most one range {lo, IMAP_SEQ_STAR} standing for
+ * "lo:*" ("*" alone is {IMAP_SEQ_STAR, IMAP_SEQ_STAR}); for existing messages
+ * "n:*" means min(n,*)..*. The number 4294967295 is read as 4294967294 so it
+ * cannot be mistaken for "*". */
 int  imap_seqset_parse(const char *text, struct imap_seqset *set, struct strbuf *err);
 void imap_seqset_free(struct imap_seqset *set);
 /* imap_seqset_contains - n in set, with "*" meaning star (the highest seq/UID in use; 0 if empty) */
@@ -137,7 +157,9 @@ void imap_seqset_format(struct strbuf *out, const uint32_t *v, size_t n);
 
 /* imap_parse_date - "1-Feb-1994" (SEARCH BEFORE/ON/SINCE): midnight UTC of that day; -1 if bad */
 int  imap_parse_date(const char *text, time_t *out);
-/* imap_parse_datetime - "17-Jul-1996 02:44:25 -0700" (APPEND, day may be " 7"); -1 if bad */
+/* imap_parse_datetime - "17-Jul-1996 02:44:25 -0700" (APPEND, day may be " 7" or "7";
+ * the surrounding quotes may be included); -1 if bad. Years 0001-9999 (negative time_t
+ * before 1970); month names case-insensitive; impossible dates refused. */
 int  imap_parse_datetime(const char *text, time_t *out);
 /* imap_format_datetime - append "\"17-Jul-1996 02:44:25 +0000\"" (INTERNALDATE, quoted, UTC) */
 void imap_format_datetime(struct strbuf *out, time_t t);
