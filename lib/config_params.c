@@ -133,6 +133,26 @@ const struct config_param config_params[] = {
     TIME("auth_lockout_time", "10m", 0),
     INT("auth_throttle_entries", "100000", 1),
     TIME("auth_request_timeout", "2m", 1),      /* a CONT round trip left unanswered */
+
+    /* policyd (greylisting), Postgrey's rules: a new (client network, sender,
+     * recipient) triplet is deferred; a retry after greylist_delay and within
+     * greylist_retry_window after that passes; triplets and auto-whitelist
+     * counts not seen for greylist_max_age are forgotten. A network with
+     * greylist_auto_whitelist_clients passed triplets is not greylisted any
+     * more (0: never). Whitelists: client address/name maps, networks (CIDR
+     * list as mynetworks), recipient maps ("user@domain", "domain", "user@").
+     * The store is greylist_database in data_directory. */
+    TIME("greylist_delay", "300s", 0),
+    TIME("greylist_max_age", "35d", 1),
+    TIME("greylist_retry_window", "2d", 1),
+    INT("greylist_auto_whitelist_clients", "5", 0),
+    INT("greylist_client_netmask_ipv4", "24", 0),       /* 0..32 */
+    INT("greylist_client_netmask_ipv6", "64", 0),       /* 0..128 */
+    STR("greylist_whitelist_clients", ""),
+    STR("greylist_whitelist_networks", ""),
+    STR("greylist_whitelist_recipients", "inline:{ postmaster@=OK, abuse@=OK }"),
+    BOOL("greylist_prepend_header", "yes"),             /* X-Greylist: on mail that waited */
+    STR("greylist_database", "greylist.db"),
 };
 
 const size_t config_params_count = sizeof(config_params) / sizeof(config_params[0]);

@@ -16,7 +16,14 @@
  *   server_address=... server_port=...
  *
  * The reader is incremental: feed it bytes as they come, it says when a
- * whole block (request or reply) is there. Everything is hostile input.
+ * whole block (request or reply) is there. Everything is hostile input: a
+ * line is refused as soon as it is longer than POLICY_MAX_LINE, even before
+ * its LF; a NUL or CR inside a line is refused (one CR right before the LF is
+ * dropped, for peers that write CRLF). A lone empty line is a complete block
+ * with no attributes: the caller decides what that means. When the same name
+ * comes twice, policy_block_get sees the first.
+ *
+ * A zero-initialized policy_block is empty; policy_block_free empties it.
  */
 #ifndef POSTERN_POLICY_PROTO_H
 #define POSTERN_POLICY_PROTO_H
@@ -46,7 +53,9 @@ void policy_reader_free(struct policy_reader *rd);
  * policy_reader_feed - consume data[0..len), stopping after a complete block:
  * returns the number of bytes consumed; *done set when rd->block is complete
  * (take it with policy_reader_take, then feed the rest). -1 with err for a line
- * too long, a line without "=", a bad name, too many attributes.
+ * too long, a line without "=", a bad name, too many attributes, a NUL or CR;
+ * the reader is then empty again (the caller should drop the peer: the stream
+ * has lost its synchronization).
  */
 long policy_reader_feed(struct policy_reader *rd, const char *data, size_t len, bool *done,
                         struct strbuf *err);
@@ -55,7 +64,10 @@ void policy_reader_take(struct policy_reader *rd, struct policy_block *out);
 void policy_block_free(struct policy_block *b);
 /* policy_block_get - the value of name, or NULL */
 const char *policy_block_get(const struct policy_block *b, const char *name);
-/* policy_block_add - append name=value (copied); -1 if full or value has CR/LF (it is then dropped) */
+/*
+ * policy_block_add - append name=value (copied); -1 if full, value has CR/LF,
+ * name is not [a-z0-9_]+ or the line would exceed POLICY_MAX_LINE (it is then dropped)
+ */
 int  policy_block_add(struct policy_block *b, const char *name, const char *value);
 /* policy_block_format - append the block as the protocol writes it, empty line included */
 void policy_block_format(const struct policy_block *b, struct strbuf *out);
