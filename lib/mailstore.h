@@ -9,36 +9,48 @@
  * "INBOX" in any case is INBOX. mstore_name_valid() refuses everything that
  * could leave the user's directory or confuse the layout: "/", "\\", empty
  * components ("a..b", leading/trailing "."), "~" at the start, control
- * characters, non-canonical modified UTF-7, more than 255 bytes, children of
- * INBOX ("INBOX.x": Maildir++ has no place for them). Every file is opened
- * relative to the user's directory fd with lib/maildir.c's beneath-only
- * openers, never by a path from outside.
+ * characters, 8-bit bytes, the LIST wildcards "*" and "%", non-canonical
+ * modified UTF-7, more than 254 bytes (".name" must fit a directory name),
+ * children of INBOX ("INBOX.x": Maildir++ has no place for them). A ".Folder"
+ * that is a symlink is no folder (not listed; opening it fails with ELOOP).
+ * Every file is opened relative to the user's directory fd with
+ * lib/maildir.c's beneath-only openers, never by a path from outside.
  *
  * Flags live in file names ("NAME:2,<letters>", letters sorted): D Draft,
  * F Flagged, R Answered, S Seen, T Deleted; keywords are letters a..z mapped
  * to names by the folder's "dovecot-keywords" file ("<index> <name>" lines,
  * Dovecot's format: mailboxes migrate with their keywords). At most 26
- * keywords per folder.
+ * keywords per folder; a letter without a line in the file is named
+ * "$Keyword<n>" in views.
  *
  * UIDs: each folder has our index "postern-uidlist", written by imapd only
  * (temp file + rename, under an flock on "postern-uidlist.lock" so that several
  * imapd processes agree):
- *     P1 V<uidvalidity> N<uidnext> M<highestmodseq> R<recent-from-uid>
- *     <uid> <modseq> <vsize> <basename>          (one line per message, uid order)
- * basename is the file name without ":2,...". Messages that appear in new/ or
- * cur/ get the next UIDs (new/ files are moved to cur/ unless read-only) in
- * the order of their names (delivery time). A missing, unreadable or corrupt
+ *     P1 V<uidvalidity> N<uidnext> M<highestmodseq> R<recent-from-uid> S<dir stamps>
+ *     <uid> <modseq> <vsize> <mtime> <c|n>[:<info>] <basename>   (uid order)
+ * basename is the file name without ":2,..." (details in mailstore_index.c).
+ * The stamps (mtime/ctime of cur/ and new/) make a sync of an unchanged
+ * folder two fstat()s: the directories are read only when they changed.
+ * Messages that appear in new/ or cur/ get the next UIDs (new/ files are
+ * moved to cur/ unless read-only) in the order of their names (delivery
+ * time). A missing, unreadable or corrupt
  * index is rebuilt from the files with a NEW uidvalidity (clients resync);
  * an intact index never renumbers a message. Rebuild is logged.
  * \Recent: a message is recent for the first session that syncs it
- * (uids >= R are recent for that session, which then moves R up).
+ * (uids >= R are recent for that session, which then moves R up). A read-only
+ * view (EXAMINE) and STATUS see uids >= R as recent without moving R, and
+ * leave new/ as it is.
  *
  * Views: each SELECTed session has its own struct mbox (IMAP sequence numbers
  * are per session). mbox_sync() brings the view up to date with the disk
  * (others' deliveries, flag changes, expunges) and says what changed, so the
  * session can send EXISTS / EXPUNGE / FETCH FLAGS. When expunges may not be
  * announced (during FETCH, STORE, SEARCH), vanished messages stay in the view
- * with gone = true until a sync that may announce them.
+ * with gone = true until a sync that may announce them. mbox_sync fails with
+ * ESTALE when the folder's UIDVALIDITY changed (index rebuilt: the session
+ * must end the selection) and with ENOENT when the folder was deleted.
+ * Changes a view makes (STORE, EXPUNGE) reach the index at mbox_commit(),
+ * once per command; other views see them at their next mbox_sync().
  *
  * Sizes: vsize is the message's size with CRLF line ends (RFC822.SIZE). It
  * comes from ",W=<n>" in the file name when present, else the file is read
@@ -47,10 +59,14 @@
  *
  * Quota: Maildir++ "maildirsize" in the user's Maildir (first line
  * "<bytes>S,<count>C" limits, then "<bytes> <count>" deltas; recalculated
- * when missing, older than 15 min with more than 5120 bytes, or unreadable).
+ * when missing, older than 15 min with more than 5120 bytes, unreadable, or
+ * its limit differs from quota_bytes). With quota_bytes 0 the file is left
+ * alone and mstore_quota() counts the files.
  *
  * Errors: -1 with errno kept (ENOENT: no such folder, EEXIST: exists already,
- * EDQUOT: over quota, EINVAL: bad name, ENOSPC) and a message in err.
+ * EDQUOT: over quota, EINVAL: bad name, ENOSPC, EPERM: changing a read-only
+ * view, ELOOP: a symlink where a folder should be, EAGAIN: the index stayed
+ * locked by another process for 30 s) and a message in err.
  */
 #ifndef POSTERN_MAILSTORE_H
 #define POSTERN_MAILSTORE_H
