@@ -100,6 +100,44 @@ const struct config_param config_params[] = {
     BOOL("smtpd_sasl_authenticated_header", "no"),      /* login name in Received: */
     BOOL("broken_sasl_auth_clients", "no"),             /* also "AUTH=PLAIN LOGIN" for old Outlook */
     STR("smtpd_sender_login_maps", ""),                 /* sender address -> login(s) owning it */
+    /* smtpd restrictions (smtpd_check.c, smtpd_policy.c, smtpd_anvil.c) and ESMTP options. */
+    STR("smtpd_end_of_data_restrictions", ""),
+    BOOL("smtpd_reject_unlisted_recipient", "yes"),     /* own domains: unknown users get 550 */
+    INT("smtpd_soft_error_limit", "10", 1),             /* from here on every reply waits... */
+    TIME("smtpd_error_sleep_time", "1s", 0),            /* ...this long (a timer, never sleep()) */
+    INT("smtpd_client_connection_count_limit", "50", 0),    /* per client, per smtpd process */
+    INT("smtpd_client_connection_rate_limit", "0", 0),      /* per anvil_rate_time_unit; 0: none */
+    TIME("anvil_rate_time_unit", "60s", 1),
+    STR("smtpd_client_event_limit_exceptions", "$mynetworks"),
+    TIME("smtpd_policy_service_timeout", "100s", 1),
+    TIME("smtpd_policy_service_max_idle", "300s", 1),
+    STR("smtpd_policy_service_default_action", "451 4.3.5 Server configuration problem"),
+    STR("smtpd_policy_service_policy_context", ""),
+    INT("unknown_address_reject_code", "450", 400),     /* reject_unknown_sender/recipient_domain */
+    INT("unknown_hostname_reject_code", "450", 400),    /* reject_unknown_helo_hostname */
+    INT("non_fqdn_reject_code", "504", 400),
+    INT("invalid_hostname_reject_code", "501", 400),
+    INT("reject_code", "554", 400),
+    INT("defer_code", "450", 400),
+    STR("dns_resolver_address", ""),                    /* Postern: name servers for smtpd's DNS
+                                                         * checks ("127.0.0.1:5353"); empty:
+                                                         * /etc/resolv.conf */
+    BOOL("smtputf8_enable", "yes"),
+
+    /* imapd (imapd/imapd.c). TLS defaults to smtpd's certificate and level;
+     * imapd_sasl_path is relative to virtual_mailbox_base (imapd's chroot);
+     * imapd_timeout applies before login (30 minutes after it, RFC 3501 5.4);
+     * plaintext logins before TLS only from the server's own address, as Dovecot. */
+    STR("imapd_tls_cert_file", "$smtpd_tls_cert_file"),
+    STR("imapd_tls_key_file", "$smtpd_tls_key_file"),
+    STR("imapd_tls_security_level", "$smtpd_tls_security_level"),
+    BOOL("imapd_tls_wrappermode", "no"),
+    STR("imapd_tls_protocols", "$smtpd_tls_protocols"),
+    STR("imapd_tls_ciphers", "$smtpd_tls_ciphers"),
+    STR("imapd_sasl_path", ".postern/auth"),
+    TIME("imapd_timeout", "180s", 1),
+    INT("imapd_max_line_length", "65536", 8192),
+    BOOL("imapd_disable_plaintext_auth", "yes"),
 
     /* Address classes and routing. */
     STR("virtual_mailbox_domains", ""),

@@ -26,7 +26,9 @@
  *       28  4  crc of bytes 0..27
  *  96   envelope, L bytes of "name=value\n" lines, in this order when written:
  *       queue_id, sender, arrival, then client_addr, client_name, helo,
- *       protocol, body_type, envid, ret (each only when set), size (20 digits,
+ *       protocol, body_type, envid, ret, smtputf8 (each only when set; smtputf8
+ *       is "1", added in place without a version change: older readers skip
+ *       names they do not know), size (20 digits,
  *       equal to M), then per recipient "rcpt=" optionally followed by
  *       "orcpt=" and "notify=" lines that belong to it. Names are [a-z0-9_]+;
  *       values are at most QUEUE_VALUE_MAX bytes without NUL, CR or LF. A
@@ -422,7 +424,8 @@ static int envelope_encode(const struct queue_envelope *env, struct strbuf *out,
         || !env_put_opt(out, "protocol", env->protocol, err)
         || !env_put_opt(out, "body_type", env->body_type, err)
         || !env_put_opt(out, "envid", env->envid, err)
-        || !env_put_opt(out, "ret", env->ret, err))
+        || !env_put_opt(out, "ret", env->ret, err)
+        || !env_put_opt(out, "smtputf8", env->smtputf8 ? "1" : NULL, err))
         return -1;
     sb_puts(out, "size=");
     *size_pos = sb_len(out);
@@ -564,6 +567,9 @@ static int envelope_decode(const char *data, size_t len, uint32_t nrcpt, uint64_
             ok = set_once(&env->envid, v);
         } else if (strcmp(name, "ret") == 0) {
             ok = set_once(&env->ret, v);
+        } else if (strcmp(name, "smtputf8") == 0) {
+            ok = !env->smtputf8 && strcmp(v, "1") == 0;
+            env->smtputf8 = true;
         } else if (strcmp(name, "rcpt") == 0) {
             if (env->nrcpt >= nrcpt) {
                 sb_printf(err, "envelope line %zu: more recipients than the %" PRIu32

@@ -9,7 +9,8 @@
  *   schedule    fixed 32 bytes, rewritten in place: attempts, next attempt
  *               time, its own CRC-32 (so a torn write is detected)
  *   envelope    "name=value\n" lines: queue_id, sender, arrival, client
- *               address/name, helo, protocol, size, body type, then one
+ *               address/name, helo, protocol, size, body type, DSN envid and
+ *               ret, "smtputf8=1" when the client declared SMTPUTF8, then one
  *               "rcpt=ADDRESS" line per recipient ("orcpt=", "notify="
  *               attributes may follow a rcpt line and belong to it)
  *   status      one fixed 160-byte record per recipient, rewritten in place:
@@ -71,6 +72,7 @@ struct queue_envelope {
     char   *body_type;                  /* "7BIT", "8BITMIME" or NULL */
     char   *envid;                      /* DSN ENVID or NULL */
     char   *ret;                        /* DSN RET (FULL/HDRS) or NULL */
+    bool    smtputf8;                   /* SMTPUTF8 (RFC 6531): UTF-8 in envelope or headers */
     struct queue_rcpt *rcpts;
     size_t  nrcpt;
 };

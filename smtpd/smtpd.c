@@ -32,6 +32,7 @@ static void smtpd_init(struct service *svc)
     long long line_limit = config_int(svc->cfg, "line_length_limit");
     long long limit = config_size(svc->cfg, "message_size_limit");
     long long hard_errors = config_int(svc->cfg, "smtpd_hard_error_limit");
+    long long soft_errors = config_int(svc->cfg, "smtpd_soft_error_limit");
 
     server.svc = svc;
     server.store = &smtpd_store_queue;
@@ -52,9 +53,13 @@ static void smtpd_init(struct service *svc)
     set->disable_vrfy = config_bool(svc->cfg, "disable_vrfy_command");
     /* The table's minimum is 1; a huge value means "no limit" in practice. */
     set->hard_error_limit = (unsigned) (hard_errors > 1000000 ? 1000000 : hard_errors);
+    set->soft_error_limit = (unsigned) (soft_errors > 1000000 ? 1000000 : soft_errors);
+    set->error_sleep = config_time(svc->cfg, "smtpd_error_sleep_time");
+    set->smtputf8_enable = config_bool(svc->cfg, "smtputf8_enable");
     set->myorigin = xstrdup(config_str(svc->cfg, "myorigin"));
     set->mail_name = xstrdup(config_str(svc->cfg, "mail_name"));
     server.check = smtpd_check_init(svc);
+    server.anvil = smtpd_anvil_init(svc);
     smtpd_tls_init(&server);
     smtpd_sasl_init(&server);
     /* Received: dates are local time; the zone file is out of reach after chroot. */
@@ -82,7 +87,8 @@ static void smtpd_accept(struct service *svc, int fd, const struct sockaddr_stor
 static unsigned smtpd_active(struct service *svc)
 {
     (void) svc;
-    return server.session_count;
+    /* A commit under way is a message a client may have been told is safe. */
+    return server.session_count + smtpd_queue_pending();
 }
 
 /* smtpd_stop - the service is stopping: let idle sessions go */

@@ -7,9 +7,11 @@
  *                  bare CR/LF detection, size limit, hand-off to the store
  * smtpd_queue.c    the queue store: queue file in incoming/, Received:
  *                  header, 250 only after commit; the nudge to qmgr
- * smtpd_check.c    sender and recipient checks: domain classes, unknown
- *                  users, relay permission, sender login ownership
- *                  (smtpd_sender/relay/recipient_restrictions)
+ * smtpd_check.c    the restriction lists (client, helo, sender, relay,
+ *                  recipient, data, end-of-data), evaluated as Postfix does,
+ *                  able to wait for DNS and policy answers without blocking
+ * smtpd_policy.c   check_policy_service: Postfix's policy delegation client
+ * smtpd_anvil.c    per-client connection count and rate limits
  * smtpd_tls.c      STARTTLS and implicit TLS: the server context, TLS
  *                  bufferevents, handshake wording for logs and headers
  * smtpd_sasl.c     AUTH: the client side of the Dovecot auth protocol, one
@@ -52,6 +54,9 @@ struct smtpd_settings {
     bool    helo_required;              /* smtpd_helo_required */
     bool    disable_vrfy;               /* disable_vrfy_command */
     unsigned hard_error_limit;          /* bad commands before 421 */
+    unsigned soft_error_limit;          /* errors before every reply waits error_sleep */
+    long long error_sleep;              /* smtpd_error_sleep_time, seconds */
+    bool    smtputf8_enable;            /* offer SMTPUTF8 */
     char   *myorigin;                   /* appended to addresses without a domain */
     char   *mail_name;                  /* "Postern": the Received: header's "by ... (NAME)" */
     enum smtpd_tls_level tls_level;     /* smtpd_tls_security_level */
@@ -73,6 +78,9 @@ struct smtpd_client {
     char    ident[INET6_ADDRSTRLEN + 32];   /* "unknown[192.0.2.1]:1234" for logs */
     char    local_addr[INET6_ADDRSTRLEN];   /* our end ("" if unknown), for authd's lip */
     bool    tls;                        /* the connection is encrypted now */
+    char    tls_protocol[32];           /* "TLSv1.3" ("" without TLS), for policy services */
+    char    tls_cipher[96];             /* "TLS_AES_256_GCM_SHA384" */
+    int     tls_bits;                   /* the cipher's key size */
     const char *sasl_username;          /* the logged-in user; NULL if none */
     const char *sasl_method;            /* "PLAIN", "LOGIN"; NULL if none */
 };
@@ -88,6 +96,11 @@ struct smtpd_envelope {
     size_t  rcpt_count;
     long long declared_size;            /* MAIL FROM SIZE=, -1 if none */
     bool    body_8bit;                  /* BODY=8BITMIME */
+    bool    smtputf8;                   /* MAIL FROM ... SMTPUTF8 (RFC 6531) */
+    const char *dsn_ret;                /* RFC 3461 RET: "FULL", "HDRS" or NULL */
+    const char *dsn_envid;              /* ENVID, xtext-decoded, or NULL */
+    char  **rcpt_notify;                /* per recipient: NOTIFY ("SUCCESS,DELAY", "NEVER") or NULL */
+    char  **rcpt_orcpt;                 /* per recipient: ORCPT "rfc822;addr" decoded, or NULL */
     const char *received_tls;           /* "TLSv1.3 with cipher ..."; NULL: no "(using ...)" */
     const char *received_tls_details;   /* "key-exchange ..." or "" */
     const char *received_auth;          /* NULL: no "(Authenticated sender: ...)" */
@@ -99,15 +112,25 @@ struct smtpd_envelope {
  * chunks of at most SMTPD_DATA_CHUNK bytes; then exactly one of commit()
  * (the message arrived complete and acceptable) or discard() (rejected,
  * connection lost, shutdown).
+ *
+ * commit() does not wait for the disk: it returns at once, and done(ctx,
+ * reply) follows from the event loop when the message is safely on disk
+ * ("250 ...") or could not be stored (4xx). A session that ends meanwhile
+ * calls forget(): the commit completes (the client may still see its 250
+ * lost and send again: a duplicate, never a loss), but done is not called.
  */
+typedef void (*smtpd_store_done_fn)(void *ctx, const char *reply);
+
 struct smtpd_store {
     const char *name;
     /* open - a handle for one message; NULL with a 4xx/5xx reply to refuse DATA */
     void   *(*open)(const struct smtpd_envelope *env, struct strbuf *reply);
     /* write - append content; -1: the store failed (the message will be discarded) */
     int     (*write)(void *msg, const char *data, size_t len);
-    /* commit - store for good; reply "250 ..." only when it is safely on disk */
-    void    (*commit)(void *msg, struct strbuf *reply);
+    /* commit - store for good (msg is taken); done later; returns a handle for forget */
+    void   *(*commit)(void *msg, smtpd_store_done_fn done, void *ctx);
+    /* forget - the caller of a pending commit is gone: no done call */
+    void    (*forget)(void *commit);
     /* discard - drop the message and free the handle */
     void    (*discard)(void *msg);
 };
@@ -122,6 +145,7 @@ struct smtpd_server {
     const struct smtpd_store *store;
     struct smtpd_check *check;          /* recipient checks; NULL: accept any recipient */
     struct tls_server *tls;             /* NULL: no TLS on this service (no certificate) */
+    struct smtpd_anvil *anvil;          /* per-client connection limits; NULL: none */
     struct smtpd_session *sessions;     /* all live sessions, for stop */
     unsigned session_count;
 };
@@ -129,26 +153,98 @@ struct smtpd_server {
 /* smtpd_queue.c */
 /* smtpd_store_queue - queue files in incoming/ (after smtpd_queue_init) */
 extern const struct smtpd_store smtpd_store_queue;
-/* smtpd_queue_init - after the privilege drop: the queue directory is the cwd */
+/* smtpd_queue_init - after the privilege drop: the queue directory is the cwd; commit threads */
 void smtpd_queue_init(struct smtpd_server *srv);
+/* smtpd_queue_pending - commits still under way (the process must not exit before they end) */
+unsigned smtpd_queue_pending(void);
 /* smtpd_queue_format_received - the Received: header (LF line ends), for the store and tests */
 void smtpd_queue_format_received(struct strbuf *out, const struct smtpd_envelope *env,
                                  const char *hostname, const char *mail_name,
                                  const char *queue_id, const char *rcpt, time_t when);
 
 /* smtpd_check.c */
+/* Where in the session a check runs (smtpd_delay_reject decides which lists run where). */
+enum smtpd_stage {
+    SMTPD_STAGE_CONNECT,                /* smtpd_client_restrictions (no delay) */
+    SMTPD_STAGE_HELO,                   /* smtpd_helo_restrictions (no delay) */
+    SMTPD_STAGE_MAIL,                   /* smtpd_sender_restrictions (no delay) */
+    SMTPD_STAGE_RCPT,                   /* [client, helo, sender,] relay, recipient, user exists */
+    SMTPD_STAGE_DATA,                   /* smtpd_data_restrictions (DATA, first BDAT) */
+    SMTPD_STAGE_EOD,                    /* smtpd_end_of_data_restrictions */
+};
+
+enum smtpd_verdict {
+    SMTPD_CHECK_OK,
+    SMTPD_CHECK_REJECT,                 /* the 4xx/5xx reply is set */
+    SMTPD_CHECK_PENDING,                /* waiting for DNS or a policy service: see smtpd_check_eval */
+};
+
+/* What the checks see of a session; must not change while a check is pending. */
+struct smtpd_check_input {
+    const struct smtpd_client *cl;
+    const char *helo;                   /* NULL before HELO/EHLO */
+    const char *protocol;               /* "SMTP", "ESMTP", ... */
+    const struct address *sender;       /* NULL before MAIL */
+    const struct address *rcpt;         /* the RCPT being checked, else NULL */
+    size_t  rcpt_count;                 /* recipients accepted so far */
+    long long size;                     /* SIZE= at MAIL/RCPT/DATA, the real size at EOD; -1 */
+    const char *command;                /* "RCPT", "DATA", "BDAT", ... */
+    bool    input_pending;              /* the client sent more before our reply (pipelining) */
+    const char *instance;               /* one value per transaction, for policy services */
+};
+
+struct smtpd_check_run;
+typedef void (*smtpd_check_resume_fn)(void *ctx);
+
 /* smtpd_check_init - tables, mynetworks, restriction lists; fatal on a configuration error */
 struct smtpd_check *smtpd_check_init(struct service *svc);
 void smtpd_check_free(struct smtpd_check *chk);
-/* smtpd_check_mail - at MAIL: sender restrictions unless smtpd_delay_reject; 0 or -1 + reply */
-int  smtpd_check_mail(struct smtpd_check *chk, const struct smtpd_client *cl,
-                      const struct address *sender, struct strbuf *reply);
-/* smtpd_check_rcpt - 0: accept; -1: refused with the reply (4xx/5xx) in reply */
-int  smtpd_check_rcpt(struct smtpd_check *chk, const struct smtpd_client *cl,
-                      const struct address *sender, const struct address *rcpt,
-                      struct strbuf *reply);
+/* smtpd_check_run_new - per-session evaluation state; fn(ctx) resumes a pending check */
+struct smtpd_check_run *smtpd_check_run_new(struct smtpd_check *chk, smtpd_check_resume_fn fn,
+                                            void *ctx);
+/* smtpd_check_run_free - cancels anything pending */
+void smtpd_check_run_free(struct smtpd_check_run *run);
+/*
+ * smtpd_check_eval - the restrictions of stage for in. SMTPD_CHECK_PENDING:
+ * a lookup is under way; fn(ctx) is called from the event loop when it is
+ * done, and the caller then calls smtpd_check_eval again with the same stage
+ * and the same input, which goes on where it stopped.
+ */
+enum smtpd_verdict smtpd_check_eval(struct smtpd_check_run *run, enum smtpd_stage stage,
+                                    const struct smtpd_check_input *in, struct strbuf *reply);
+/* smtpd_check_cancel - forget a pending evaluation (no fn call will come) */
+void smtpd_check_cancel(struct smtpd_check_run *run);
+/* smtpd_check_delayed - with smtpd_delay_reject the client/helo/sender verdicts wait for RCPT */
+bool smtpd_check_delayed(const struct smtpd_check *chk);
 /* smtpd_canonical_address - trailing dot off the domain; "@myorigin" for a bare local part */
 void smtpd_canonical_address(struct address *a, const char *myorigin);
+
+/* smtpd_policy.c: check_policy_service */
+struct smtpd_policy;
+struct smtpd_policy_req;
+struct policy_block;
+/* action: the service's action= text; NULL when the service failed (why says how) */
+typedef void (*smtpd_policy_fn)(void *ctx, const char *action, const char *why);
+/* smtpd_policy_open - "unix:PATH" or "inet:HOST:PORT" (resolved now); NULL with err */
+struct smtpd_policy *smtpd_policy_open(struct service *svc, const char *spec,
+                                       long long timeout, long long max_idle,
+                                       struct strbuf *err);
+void smtpd_policy_free(struct smtpd_policy *p);
+/* smtpd_policy_ask - queue a request; fn is called later from the event loop, exactly once */
+struct smtpd_policy_req *smtpd_policy_ask(struct smtpd_policy *p, const struct policy_block *b,
+                                          smtpd_policy_fn fn, void *ctx);
+/* smtpd_policy_cancel - no callback for r */
+void smtpd_policy_cancel(struct smtpd_policy_req *r);
+
+/* smtpd_anvil.c: per-client connection count and rate (per process) */
+struct smtpd_anvil;
+/* smtpd_anvil_init - limits from main.cf; NULL when both limits are off */
+struct smtpd_anvil *smtpd_anvil_init(struct service *svc);
+/* smtpd_anvil_connect - count a new connection from addr; 0, or -1 with the 421 reply */
+int  smtpd_anvil_connect(struct smtpd_anvil *a, const struct smtpd_client *cl,
+                         const char *hostname, struct strbuf *reply);
+/* smtpd_anvil_disconnect - a counted connection ended */
+void smtpd_anvil_disconnect(struct smtpd_anvil *a, const struct smtpd_client *cl);
 
 /* smtpd_tls.c */
 /* smtpd_tls_init - TLS settings and context (privileged: reads the key); fatal on errors */
@@ -157,6 +253,8 @@ void smtpd_tls_init(struct smtpd_server *srv);
 struct bufferevent *smtpd_tls_bufferevent(struct smtpd_server *srv, int fd);
 /* smtpd_tls_describe - after the handshake: "TLSv1.3 with cipher ..." and details */
 void smtpd_tls_describe(struct bufferevent *bev, struct strbuf *info, struct strbuf *details);
+/* smtpd_tls_params - after the handshake: protocol, cipher and bits into cl */
+void smtpd_tls_params(struct bufferevent *bev, struct smtpd_client *cl);
 /* smtpd_tls_error - why a TLS bufferevent failed (OpenSSL's errors, or errno) */
 void smtpd_tls_error(struct bufferevent *bev, struct strbuf *out);
 /* smtpd_tls_close - send close_notify before the connection is closed (best effort) */
@@ -202,6 +300,7 @@ void smtpd_session_stop_all(struct smtpd_server *srv);
 struct smtpd_data {
     const struct smtpd_store *store;
     void   *msg;                        /* the store's handle; NULL when done */
+    void   *commit;                     /* a commit under way, until its done call */
     int     state;                      /* scanner state, see smtpd_data.c */
     long long size;                     /* content bytes after unstuffing */
     long long limit;                    /* message_size_limit; 0: none */
@@ -219,9 +318,15 @@ void smtpd_data_begin(struct smtpd_data *d, const struct smtpd_store *store, voi
                       long long limit);
 /* smtpd_data_read - consume input up to the end of the message */
 enum smtpd_data_status smtpd_data_read(struct smtpd_data *d, struct evbuffer *in);
-/* smtpd_data_end - after SMTPD_DATA_DONE: commit or discard; the reply; true if stored */
-bool smtpd_data_end(struct smtpd_data *d, struct strbuf *reply);
-/* smtpd_data_abort - the session ends inside DATA: discard */
+/* smtpd_data_chunk - BDAT content: to the store as it is, counted against the limit */
+void smtpd_data_chunk(struct smtpd_data *d, const void *data, size_t len);
+/* smtpd_data_problem - after the last byte: the reply if the message cannot be stored */
+bool smtpd_data_problem(struct smtpd_data *d, struct strbuf *reply);
+/* smtpd_data_commit - no problem and the checks passed: store it; done(ctx, reply) later */
+void smtpd_data_commit(struct smtpd_data *d, smtpd_store_done_fn done, void *ctx);
+/* smtpd_data_committed - the done call came: the commit is over */
+void smtpd_data_committed(struct smtpd_data *d);
+/* smtpd_data_abort - the session ends inside DATA: discard (or forget a pending commit) */
 void smtpd_data_abort(struct smtpd_data *d);
 /* smtpd_data_free - release the buffers (after end or abort) */
 void smtpd_data_free(struct smtpd_data *d);

@@ -2,7 +2,8 @@
  * smtpd_data - the DATA phase: from the 354 reply to the final ".".
  *
  * Interface (smtpd.h): smtpd_data_begin(), smtpd_data_read(),
- * smtpd_data_end(), smtpd_data_abort(), smtpd_data_free().
+ * smtpd_data_chunk(), smtpd_data_problem(), smtpd_data_commit(),
+ * smtpd_data_committed(), smtpd_data_abort(), smtpd_data_free().
  *
  * The message ends only at <CR><LF>.<CR><LF>: a line that is exactly ".\r\n"
  * after a real CRLF line end. A bare LF (not preceded by CR) or a bare CR (not
@@ -16,6 +17,11 @@
  * from one piece to the next is where in a line we are. Output for the store
  * is buffered up to one chunk. A message over the size limit is read to its
  * end (so the session stays in sync) without being stored.
+ *
+ * BDAT (RFC 3030) chunks are not scanned: their length is given, so there is
+ * no end-of-data line to smuggle a second message behind, and their bytes go
+ * to the store as they are (smtpd_data_chunk), counted against the size
+ * limit. A bare LF in a chunk is then a line end, as Postfix takes it.
  *
  * Diagnostics: the final reply is "550 5.5.2" for bare CR/LF, "552 5.3.4" for
  * size, "451 4.3.0" when the store failed, else whatever the store says.
@@ -177,36 +183,52 @@ enum smtpd_data_status smtpd_data_read(struct smtpd_data *d, struct evbuffer *in
     return SMTPD_DATA_MORE;
 }
 
-/* smtpd_data_end - after SMTPD_DATA_DONE: commit or discard; the reply; true if stored */
-bool smtpd_data_end(struct smtpd_data *d, struct strbuf *reply)
+/* smtpd_data_chunk - BDAT content: to the store as it is, counted against the limit */
+void smtpd_data_chunk(struct smtpd_data *d, const void *data, size_t len)
+{
+    emit(d, data, len);
+}
+
+/* smtpd_data_problem - after the last byte: the reply if the message cannot be stored */
+bool smtpd_data_problem(struct smtpd_data *d, struct strbuf *reply)
+{
+    flush(d);
+    sb_reset(reply);
+    if (d->bare_cr || d->bare_lf)
+        sb_puts(reply, "550 5.5.2 Error: bare <CR> or <LF> received");
+    else if (d->too_big)
+        sb_puts(reply, "552 5.3.4 Error: message file too big");
+    else if (d->store_failed)
+        sb_puts(reply, "451 4.3.0 Error: queue file write error");
+    return sb_len(reply) > 0;
+}
+
+/* smtpd_data_commit - no problem and the checks passed: store it; done(ctx, reply) later */
+void smtpd_data_commit(struct smtpd_data *d, smtpd_store_done_fn done, void *ctx)
 {
     void   *msg = d->msg;
 
-    sb_reset(reply);
+    if (msg == NULL || d->commit != NULL)
+        msg_panic("smtpd_data_commit: no message open, or a commit under way");
+    flush(d);
     d->msg = NULL;
-    if (msg == NULL)
-        msg_panic("smtpd_data_end: no message open");
-    if (d->bare_cr || d->bare_lf) {
-        d->store->discard(msg);
-        sb_puts(reply, "550 5.5.2 Error: bare <CR> or <LF> received");
-    } else if (d->too_big) {
-        d->store->discard(msg);
-        sb_puts(reply, "552 5.3.4 Error: message file too big");
-    } else if (d->store_failed) {
-        d->store->discard(msg);
-        sb_puts(reply, "451 4.3.0 Error: queue file write error");
-    } else {
-        d->store->commit(msg, reply);
-        if (sb_len(reply) < 4)
-            msg_panic("smtpd_data_end: store %s gave no reply", d->store->name);
-    }
     sb_reset(&d->out);
-    return sb_str(reply)[0] == '2';
+    d->commit = d->store->commit(msg, done, ctx);
+}
+
+/* smtpd_data_committed - the done call came: the commit is over */
+void smtpd_data_committed(struct smtpd_data *d)
+{
+    d->commit = NULL;
 }
 
 /* smtpd_data_abort - the session ends inside DATA: discard */
 void smtpd_data_abort(struct smtpd_data *d)
 {
+    if (d->commit != NULL) {
+        d->store->forget(d->commit);
+        d->commit = NULL;
+    }
     if (d->msg != NULL) {
         d->store->discard(d->msg);
         d->msg = NULL;

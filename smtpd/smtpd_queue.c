@@ -14,6 +14,18 @@
  * error" and aborts the writer, which removes the temporary file: nothing is
  * left behind and the client keeps the message.
  *
+ * The commit's fsyncs and renames run in a few worker threads
+ * (SMTPD_COMMIT_THREADS), not in the event loop: one process serves many
+ * sessions, and one session's fsync must not stall every other session's
+ * handshake or command, nor keep the disk from committing several messages
+ * at once. A thread owns only its job's writer (its own file descriptor and
+ * names relative to the queue directory descriptor); it hands the finished
+ * job back through a pipe that the event loop watches, and everything else
+ * (the reply, the qmgr nudge, the callback) happens in the loop. A job whose
+ * session went away (forget) still completes; its reply is just dropped.
+ * The service does not exit while commits are under way (smtpd_active
+ * counts them), so a 250 already sent is never undone.
+ *
  * Duplicate recipients (compared without case, as the tables compare) are
  * stored once, as Postfix's cleanup does.
  *
@@ -28,6 +40,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,6 +67,17 @@
 #define QMGR_CONNECT_MS     20          /* a local socket answers at once or not at all */
 #define QMGR_RETRY_SECS     1
 #define HELO_TEXT_MAX       255         /* HELO text kept in the envelope and Received: */
+#define SMTPD_COMMIT_THREADS 8          /* fsyncs under way at once */
+
+/* A commit handed to a worker thread. */
+struct commit_job {
+    struct commit_job *next;
+    struct queue_msg *m;
+    smtpd_store_done_fn done;           /* NULL once forgotten */
+    void   *ctx;
+    int     rc;                         /* set by the thread */
+    struct strbuf err;
+};
 
 /* One message being received. */
 struct queue_msg {
@@ -71,7 +96,15 @@ static struct {
     struct timespec qmgr_last_try;
     bool    qmgr_tried;
     bool    qmgr_warned;                /* one warning per outage, not one per message */
-} q = {NULL, -1, -1, NULL, {0, 0}, false, false};
+    /* Commit threads: jobs in, finished jobs back through done_pipe. */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct commit_job *jobs, *jobs_tail;
+    int     done_pipe[2];
+    struct event *done_ev;
+    unsigned pending;                   /* jobs handed out and not yet completed */
+} q = {NULL, -1, -1, NULL, {0, 0}, false, false, PTHREAD_MUTEX_INITIALIZER,
+       PTHREAD_COND_INITIALIZER, NULL, NULL, {-1, -1}, NULL, 0};
 
 /* printable_copy - untrusted text for a header or envelope line: bounded, no controls */
 static char *printable_copy(const char *text, size_t max)
@@ -140,6 +173,10 @@ static void envelope_fill(struct queue_envelope *qe, const struct smtpd_envelope
     qe->helo = printable_copy(env->helo ? env->helo : "", HELO_TEXT_MAX);
     qe->protocol = xstrdup(env->protocol);
     qe->body_type = env->body_8bit ? xstrdup("8BITMIME") : NULL;
+    qe->smtputf8 = env->smtputf8;
+    /* DSN (RFC 3461): validated by the session; kept for bounces and delay notices. */
+    qe->ret = env->dsn_ret ? xstrdup(env->dsn_ret) : NULL;
+    qe->envid = env->dsn_envid ? xstrdup(env->dsn_envid) : NULL;
     qe->rcpts = xcalloc(env->rcpt_count ? env->rcpt_count : 1, sizeof(*qe->rcpts));
     for (size_t i = 0; i < env->rcpt_count; i++) {
         const char *addr = sb_str(&env->rcpt[i].addr);
@@ -151,6 +188,10 @@ static void envelope_fill(struct queue_envelope *qe, const struct smtpd_envelope
         if (dup)
             continue;
         qe->rcpts[qe->nrcpt].address = xstrdup(addr);
+        if (env->rcpt_notify != NULL && env->rcpt_notify[i] != NULL)
+            qe->rcpts[qe->nrcpt].notify = xstrdup(env->rcpt_notify[i]);
+        if (env->rcpt_orcpt != NULL && env->rcpt_orcpt[i] != NULL)
+            qe->rcpts[qe->nrcpt].orcpt = xstrdup(env->rcpt_orcpt[i]);
         qe->rcpts[qe->nrcpt].state = QUEUE_RCPT_PENDING;
         qe->nrcpt++;
     }
@@ -363,39 +404,117 @@ static void qmgr_notify(const char *queue_id)
     ipc_free(&rec);
 }
 
-/* queue_commit - on disk for good, then 250; otherwise 451 and nothing left */
-static void queue_commit(void *msg, struct strbuf *reply)
+/* commit_thread - take jobs, commit them (fsync, rename, fsync the directory), hand them back */
+static void *commit_thread(void *arg)
 {
-    struct queue_msg *m = msg;
-    struct strbuf err = STRBUF_INIT;
-    char    id[QUEUE_ID_LEN + 1];
-    int     ok = 0;
+    (void) arg;
+    for (;;) {
+        struct commit_job *job;
+        struct queue_msg *m;
+        ssize_t n;
 
-    memcpy(id, m->env.queue_id, sizeof(id));
-    id[QUEUE_ID_LEN] = 0;
-    if (m->pending_cr) {
-        /* Cannot happen after the DATA reader's checks; keep the byte anyway. */
-        m->pending_cr = false;
-        if (queue_writer_write(m->w, "\r", 1, &err) != 0) {
-            msg_warn("%s: queue file write error: %s", id, sb_str(&err));
-            queue_writer_abort(m->w);
-            ok = -1;
+        pthread_mutex_lock(&q.lock);
+        while (q.jobs == NULL)
+            pthread_cond_wait(&q.wake, &q.lock);
+        job = q.jobs;
+        q.jobs = job->next;
+        if (q.jobs == NULL)
+            q.jobs_tail = NULL;
+        pthread_mutex_unlock(&q.lock);
+
+        m = job->m;
+        job->rc = 0;
+        if (m->pending_cr) {
+            /* Cannot happen after the DATA reader's checks; keep the byte anyway. */
+            m->pending_cr = false;
+            if (queue_writer_write(m->w, "\r", 1, &job->err) != 0) {
+                queue_writer_abort(m->w);
+                job->rc = -1;
+            }
         }
+        if (job->rc == 0 && queue_writer_commit(m->w, &job->err) != 0)
+            job->rc = -1;
+        m->w = NULL;
+        /* A pointer is written whole: pipe writes of up to PIPE_BUF bytes are atomic. */
+        do
+            n = write(q.done_pipe[1], &job, sizeof(job));
+        while (n < 0 && errno == EINTR);
+        if (n != (ssize_t) sizeof(job))
+            msg_fatal("smtpd_queue: cannot hand a commit back to the event loop: %m");
     }
-    if (ok == 0 && queue_writer_commit(m->w, &err) != 0) {
-        msg_warn("%s: queue file write error: %s", id, sb_str(&err));
-        ok = -1;
+    return NULL;
+}
+
+/* commit_finished - in the event loop: reply, nudge qmgr, call back */
+static void commit_finished(evutil_socket_t fd, short what, void *arg)
+{
+    struct commit_job *jobs[64];
+    ssize_t n;
+
+    (void) what;
+    (void) arg;
+    n = read(fd, jobs, sizeof(jobs));
+    if (n <= 0)
+        return;
+    for (size_t i = 0; i < (size_t) n / sizeof(jobs[0]); i++) {
+        struct commit_job *job = jobs[i];
+        char    id[QUEUE_ID_LEN + 1];
+        struct strbuf reply = STRBUF_INIT;
+
+        memcpy(id, job->m->env.queue_id, sizeof(id));
+        id[QUEUE_ID_LEN] = 0;
+        if (job->rc == 0) {
+            sb_printf(&reply, "250 2.0.0 Ok: queued as %s", id);
+            qmgr_notify(id);
+        } else {
+            msg_warn("%s: queue file write error: %s", id, sb_str(&job->err));
+            sb_puts(&reply, "451 4.3.0 Error: queue file write error");
+        }
+        q.pending--;
+        if (job->done != NULL)
+            job->done(job->ctx, sb_str(&reply));
+        sb_free(&reply);
+        sb_free(&job->err);
+        msg_free(job->m);
+        free(job);
     }
-    m->w = NULL;
-    sb_reset(reply);
-    if (ok == 0) {
-        sb_printf(reply, "250 2.0.0 Ok: queued as %s", id);
-        qmgr_notify(id);
-    } else {
-        sb_puts(reply, "451 4.3.0 Error: queue file write error");
-    }
-    sb_free(&err);
-    msg_free(m);
+    if (q.pending == 0)
+        service_check_idle(q.srv->svc);
+}
+
+/* queue_commit - hand the message to a commit thread; done follows from the loop */
+static void *queue_commit(void *msg, smtpd_store_done_fn done, void *ctx)
+{
+    struct commit_job *job = xcalloc(1, sizeof(*job));
+
+    job->m = msg;
+    job->done = done;
+    job->ctx = ctx;
+    sb_init(&job->err);
+    q.pending++;
+    pthread_mutex_lock(&q.lock);
+    if (q.jobs_tail != NULL)
+        q.jobs_tail->next = job;
+    else
+        q.jobs = job;
+    q.jobs_tail = job;
+    pthread_cond_signal(&q.wake);
+    pthread_mutex_unlock(&q.lock);
+    return job;
+}
+
+/* queue_forget - the session is gone: the commit completes without a reply */
+static void queue_forget(void *commit)
+{
+    struct commit_job *job = commit;
+
+    job->done = NULL;
+}
+
+/* smtpd_queue_pending - commits still under way (the process must not exit before they end) */
+unsigned smtpd_queue_pending(void)
+{
+    return q.pending;
 }
 
 /* queue_discard - rejected or cut off: remove the temporary file */
@@ -410,14 +529,36 @@ static void queue_discard(void *msg)
 }
 
 const struct smtpd_store smtpd_store_queue = {
-    "queue", queue_open, queue_write, queue_commit, queue_discard,
+    "queue", queue_open, queue_write, queue_commit, queue_forget, queue_discard,
 };
 
 /* smtpd_queue_init - after the privilege drop: the queue directory is the cwd */
 void smtpd_queue_init(struct smtpd_server *srv)
 {
+    sigset_t all, old;
+
     q.srv = srv;
     q.dirfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (q.dirfd < 0)
         msg_fatal("open the queue directory (the working directory): %m");
+    /* The threads' end blocks (a full pipe only slows them); the loop's end does not. */
+    if (pipe2(q.done_pipe, O_CLOEXEC) < 0
+        || fcntl(q.done_pipe[0], F_SETFL, fcntl(q.done_pipe[0], F_GETFL) | O_NONBLOCK) < 0)
+        msg_fatal("pipe: %m");
+    q.done_ev = event_new(srv->svc->base, q.done_pipe[0], EV_READ | EV_PERSIST, commit_finished,
+                          NULL);
+    if (q.done_ev == NULL || event_add(q.done_ev, NULL) != 0)
+        msg_fatal("smtpd_queue: cannot watch the commit pipe: out of memory");
+    /* Signals are the event loop's business: the threads start with all of them blocked. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (int i = 0; i < SMTPD_COMMIT_THREADS; i++) {
+        pthread_t t;
+        int     err = pthread_create(&t, NULL, commit_thread, NULL);
+
+        if (err != 0)
+            msg_fatal("smtpd_queue: cannot start a commit thread: %s", strerror(err));
+        pthread_detach(t);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }

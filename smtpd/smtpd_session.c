@@ -27,6 +27,33 @@
  * Stop: idle sessions get "421 4.3.2 Service shutting down"; a session inside
  * DATA finishes its message first and gets the 421 after the final reply.
  *
+ * Restrictions (smtpd_check.c) run at connect, HELO, MAIL, RCPT, DATA (or the
+ * first BDAT) and the end of the message; with smtpd_delay_reject (the
+ * default) the connect, HELO and MAIL verdicts wait for RCPT. A check may
+ * need a DNS or policy answer: the command then waits in PHASE_CHECK, reading
+ * nothing more from the client, and its second half (the *_checked
+ * functions) runs when the evaluator resumes it, so pipelined commands are
+ * still answered in order. With smtpd_delay_reject = no, a client refused at
+ * connect gets the rejection instead of the 220 greeting and "503 5.7.0
+ * Error: access denied for NAME[ADDR]" for every command but QUIT.
+ *
+ * Errors (RFC 5321 replies to client mistakes and refusals) are counted:
+ * from smtpd_soft_error_limit on, every reply waits smtpd_error_sleep_time
+ * (a timer holds the reply and the session reads nothing meanwhile; nothing
+ * sleeps), and at smtpd_hard_error_limit the session ends with 421. A
+ * message delivered resets the count, as in Postfix. Clients over the
+ * per-client connection count or rate (smtpd_anvil.c) get 421 at connect.
+ *
+ * ESMTP extensions are advertised in EHLO only when usable: STARTTLS and
+ * AUTH as above; PIPELINING, SIZE, ENHANCEDSTATUSCODES, 8BITMIME (BODY=7BIT
+ * or 8BITMIME), DSN (RFC 3461: RET and ENVID on MAIL, NOTIFY and ORCPT on
+ * RCPT, validated, xtext-decoded and stored in the queue file), SMTPUTF8
+ * (RFC 6531: a UTF-8 address needs the SMTPUTF8 parameter on MAIL, else
+ * "553 5.6.7"), and CHUNKING (RFC 3030: "BDAT size [LAST]"; the chunk is
+ * read to its end even when the command is refused, so the session stays in
+ * step; BDAT and DATA do not mix in one transaction; a size that cannot be
+ * parsed ends the session with 521, as nothing after it can be understood).
+ *
  * TLS (RFC 3207, RFC 8314). STARTTLS is offered when a certificate is loaded
  * and smtpd_tls_security_level is may or encrypt; with encrypt, MAIL, AUTH
  * and VRFY before TLS get "530 5.7.0 Must issue a STARTTLS command first".
@@ -54,6 +81,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -76,6 +104,7 @@
 #include "mem.h"
 #include "service.h"
 #include "strbuf.h"
+#include "xtext.h"
 
 #include "smtpd.h"
 
@@ -84,8 +113,8 @@
 
 /* Commands, in the order Postfix lists them in the disconnect log line. */
 enum cmd_id {
-    CMD_HELO, CMD_EHLO, CMD_STARTTLS, CMD_AUTH, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_RSET,
-    CMD_NOOP, CMD_VRFY, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, CMD_COUNT
+    CMD_HELO, CMD_EHLO, CMD_STARTTLS, CMD_AUTH, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_BDAT,
+    CMD_RSET, CMD_NOOP, CMD_VRFY, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, CMD_COUNT
 };
 
 struct smtpd_session;
@@ -101,7 +130,13 @@ enum phase {
     PHASE_DATA,                         /* reading a message */
     PHASE_TLS,                          /* after STARTTLS's 220 / on 465: until the handshake ends */
     PHASE_AUTH,                         /* an AUTH exchange: waiting for authd or a 334 answer */
+    PHASE_CHECK,                        /* a restriction waits for DNS or a policy service */
+    PHASE_BDAT,                         /* reading (or skipping) the bytes of a BDAT chunk */
+    PHASE_COMMIT,                       /* the store is putting the message on disk */
 };
+
+struct smtpd_session;
+typedef void (*check_done_fn)(struct smtpd_session *s, enum smtpd_verdict v, const char *text);
 
 struct smtpd_session {
     struct smtpd_server *srv;
@@ -135,6 +170,36 @@ struct smtpd_session {
     unsigned errors;
     unsigned cmd_ok[CMD_COUNT];
     unsigned cmd_total[CMD_COUNT];
+    /* Restrictions. */
+    struct smtpd_check_run *run;
+    struct smtpd_check_input check_in;  /* what a pending check looks at */
+    enum smtpd_stage check_stage;
+    check_done_fn check_done;           /* the second half of the waiting command */
+    enum phase phase_before_check;
+    enum cmd_id cur_cmd;                /* the command a pending check belongs to */
+    unsigned cur_errors;                /* errors before it */
+    struct strbuf access_denied;        /* refused at connect (smtpd_delay_reject = no) */
+    char    instance[48];               /* per transaction, for policy services */
+    unsigned transactions;
+    bool    anvil_counted;
+    /* Tarpit: replies held back for smtpd_error_sleep_time. */
+    struct event *tarpit_ev;
+    bool    held;
+    struct strbuf held_out;
+    /* DSN and SMTPUTF8 of the transaction, and of the RCPT being checked. */
+    struct strbuf dsn_envid;
+    char    dsn_ret[8];
+    char   *pending_notify;
+    char   *pending_orcpt;
+    /* BDAT. */
+    bool    bdat_used;                  /* this transaction has had a BDAT */
+    bool    bdat_failed;                /* discard its remaining chunks */
+    struct strbuf bdat_error;           /* the reply for them */
+    long long bdat_size;                /* the chunk being read */
+    long long bdat_remaining;
+    bool    bdat_last;
+    bool    bdat_discard;               /* skip the chunk, then send bdat_reply */
+    struct strbuf bdat_reply;
 };
 
 static void cmd_helo(struct smtpd_session *s, char *arg);
@@ -144,6 +209,7 @@ static void cmd_auth(struct smtpd_session *s, char *arg);
 static void cmd_mail(struct smtpd_session *s, char *arg);
 static void cmd_rcpt(struct smtpd_session *s, char *arg);
 static void cmd_data(struct smtpd_session *s, char *arg);
+static void cmd_bdat(struct smtpd_session *s, char *arg);
 static void cmd_rset(struct smtpd_session *s, char *arg);
 static void cmd_noop(struct smtpd_session *s, char *arg);
 static void cmd_vrfy(struct smtpd_session *s, char *arg);
@@ -158,6 +224,7 @@ static const struct cmd_def commands[CMD_COUNT] = {
     [CMD_MAIL] = {"MAIL", cmd_mail},
     [CMD_RCPT] = {"RCPT", cmd_rcpt},
     [CMD_DATA] = {"DATA", cmd_data},
+    [CMD_BDAT] = {"BDAT", cmd_bdat},
     [CMD_RSET] = {"RSET", cmd_rset},
     [CMD_NOOP] = {"NOOP", cmd_noop},
     [CMD_VRFY] = {"VRFY", cmd_vrfy},
@@ -168,10 +235,16 @@ static const struct cmd_def commands[CMD_COUNT] = {
 
 static void session_process(struct smtpd_session *s);
 
-/* reply - queue one reply line; the text carries code and enhanced code */
+/*
+ * reply - queue one reply line; the text carries code and enhanced code.
+ * From smtpd_soft_error_limit errors on, replies are held back for
+ * smtpd_error_sleep_time (Postfix sleeps before every reply; we hold it on a
+ * timer, and the session takes no command meanwhile).
+ */
 static void reply(struct smtpd_session *s, const char *fmt, ...) PRINTF_LIKE(2, 3);
 static void reply(struct smtpd_session *s, const char *fmt, ...)
 {
+    const struct smtpd_settings *set = &s->srv->set;
     struct evbuffer *out = bufferevent_get_output(s->bev);
     va_list ap;
 
@@ -181,11 +254,23 @@ static void reply(struct smtpd_session *s, const char *fmt, ...)
     va_end(ap);
     if (log_verbose_level() > 0)
         msg_verbose("> %s: %s", s->cl.ident, sb_str(&s->reply));
-    sb_append(&s->reply, "\r\n", 2);
-    evbuffer_add(out, sb_str(&s->reply), sb_len(&s->reply));
+    if (!s->held && set->error_sleep > 0 && s->errors >= set->soft_error_limit
+        && s->tarpit_ev != NULL) {
+        struct timeval tv = {(time_t) set->error_sleep, 0};
+
+        s->held = true;
+        evtimer_add(s->tarpit_ev, &tv);
+    }
+    if (s->held) {
+        sb_append(&s->held_out, sb_str(&s->reply), sb_len(&s->reply));
+        sb_append(&s->held_out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, sb_str(&s->reply), sb_len(&s->reply));
+        evbuffer_add(out, "\r\n", 2);
+    }
 }
 
-/* reply_error - a reply to a client mistake: counts toward the hard error limit */
+/* reply_error - a reply to a client mistake or a refusal: counts toward the error limits */
 static void reply_error(struct smtpd_session *s, const char *fmt, ...) PRINTF_LIKE(2, 3);
 static void reply_error(struct smtpd_session *s, const char *fmt, ...)
 {
@@ -195,9 +280,10 @@ static void reply_error(struct smtpd_session *s, const char *fmt, ...)
     va_start(ap, fmt);
     sb_vprintf(&text, fmt, ap);
     va_end(ap);
+    /* Counted first, as Postfix does: the reply that reaches the soft limit already waits. */
+    s->errors++;
     reply(s, "%s", sb_str(&text));
     sb_free(&text);
-    s->errors++;
 }
 
 /* close_session - no more commands; the session is freed once its replies are written */
@@ -212,6 +298,13 @@ static void close_session(struct smtpd_session *s)
         s->sasl = NULL;
         s->phase = PHASE_CMD;
     }
+    if (s->phase == PHASE_CHECK) {
+        smtpd_check_cancel(s->run);
+        s->phase = PHASE_CMD;
+    }
+    if (s->phase == PHASE_BDAT || s->phase == PHASE_COMMIT)
+        s->phase = PHASE_CMD;
+    smtpd_data_abort(&s->data);
     s->closing = true;
     bufferevent_disable(s->bev, EV_READ);
     bufferevent_enable(s->bev, EV_WRITE);
@@ -220,13 +313,29 @@ static void close_session(struct smtpd_session *s)
 /* reset_transaction - forget sender and recipients (RSET, HELO, after DATA) */
 static void reset_transaction(struct smtpd_session *s)
 {
-    for (size_t i = 0; i < s->env.rcpt_count; i++)
+    for (size_t i = 0; i < s->env.rcpt_count; i++) {
         address_free(&s->env.rcpt[i]);
+        free(s->env.rcpt_notify[i]);
+        free(s->env.rcpt_orcpt[i]);
+        s->env.rcpt_notify[i] = s->env.rcpt_orcpt[i] = NULL;
+    }
     s->env.rcpt_count = 0;
     sb_reset(&s->env.sender.addr);
     s->env.sender.flags = 0;
     s->env.declared_size = -1;
     s->env.body_8bit = false;
+    s->env.smtputf8 = false;
+    s->env.dsn_ret = NULL;
+    s->env.dsn_envid = NULL;
+    sb_reset(&s->dsn_envid);
+    s->dsn_ret[0] = 0;
+    free(s->pending_notify);
+    free(s->pending_orcpt);
+    s->pending_notify = s->pending_orcpt = NULL;
+    s->bdat_used = false;
+    s->bdat_failed = false;
+    sb_reset(&s->bdat_error);
+    smtpd_data_abort(&s->data);
     s->in_mail = false;
 }
 
@@ -262,13 +371,25 @@ static void session_free(struct smtpd_session *s)
     log_disconnect(s);
     if (s->sasl != NULL)
         smtpd_sasl_cancel(s->sasl);
-    smtpd_data_free(&s->data);
+    smtpd_check_run_free(s->run);
+    if (s->anvil_counted)
+        smtpd_anvil_disconnect(srv->anvil, &s->cl);
+    if (s->tarpit_ev != NULL)
+        event_free(s->tarpit_ev);
     reset_transaction(s);
+    smtpd_data_free(&s->data);
     /* Slots past rcpt_count may hold a refused recipient's strings. */
     for (size_t i = 0; i < s->rcpt_alloc; i++)
         address_free(&s->env.rcpt[i]);
     free(s->env.rcpt);
+    free(s->env.rcpt_notify);
+    free(s->env.rcpt_orcpt);
     address_free(&s->env.sender);
+    sb_free(&s->access_denied);
+    sb_free(&s->held_out);
+    sb_free(&s->dsn_envid);
+    sb_free(&s->bdat_error);
+    sb_free(&s->bdat_reply);
     sb_free(&s->helo);
     sb_free(&s->line);
     sb_free(&s->reply);
@@ -292,7 +413,7 @@ static void session_free(struct smtpd_session *s)
 /* maybe_free - at the end of each callback: a closing session whose replies are out goes */
 static bool maybe_free(struct smtpd_session *s)
 {
-    if (s->closing && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+    if (s->closing && !s->held && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
         session_free(s);
         return true;
     }
@@ -310,6 +431,12 @@ static const char *after_what(struct smtpd_session *s, char *buf, size_t len)
         snprintf(buf, len, "AUTH");
         return buf;
     }
+    if (s->phase == PHASE_BDAT) {
+        snprintf(buf, len, "BDAT (%lld bytes)", s->data.size);
+        return buf;
+    }
+    if (s->phase == PHASE_COMMIT)
+        return "END-OF-MESSAGE";
     return s->last_cmd;
 }
 
@@ -501,6 +628,10 @@ static void setup_bev(struct smtpd_session *s)
     bufferevent_set_timeouts(s->bev, &tv, &tv);
 }
 
+static void check_resume(void *ctx);
+static void tarpit_done(evutil_socket_t fd, short what, void *arg);
+static void greet(struct smtpd_session *s);
+
 /* smtpd_session_start - greet a new client on fd (non-blocking; closed when done) */
 void smtpd_session_start(struct smtpd_server *srv, int fd,
                          const struct sockaddr_storage *peer, socklen_t peer_len)
@@ -512,6 +643,16 @@ void smtpd_session_start(struct smtpd_server *srv, int fd,
     if (wrapper && srv->svc->stopping) {
         close(fd);
         return;
+    }
+    /*
+     * Replies and TLS records go out as soon as they are written: with Nagle's
+     * algorithm a second small segment waits for the client's delayed ACK
+     * (40 ms on Linux), which a TLS handshake's several writes always meet.
+     */
+    if (peer->ss_family == AF_INET || peer->ss_family == AF_INET6) {
+        int     one = 1;
+
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     s = xcalloc(1, sizeof(*s));
     s->bev = wrapper ? smtpd_tls_bufferevent(srv, fd)
@@ -541,6 +682,14 @@ void smtpd_session_start(struct smtpd_server *srv, int fd,
     sb_init(&s->sasl_user);
     sb_init(&s->tls_info);
     sb_init(&s->tls_details);
+    sb_init(&s->access_denied);
+    sb_init(&s->held_out);
+    sb_init(&s->dsn_envid);
+    sb_init(&s->bdat_error);
+    sb_init(&s->bdat_reply);
+    if (srv->check != NULL)
+        s->run = smtpd_check_run_new(srv->check, check_resume, s);
+    s->tarpit_ev = evtimer_new(srv->svc->base, tarpit_done, s);
 
     s->next = srv->sessions;
     if (s->next)
@@ -550,6 +699,25 @@ void smtpd_session_start(struct smtpd_server *srv, int fd,
 
     msg_info("connect from %s", s->cl.ident);
     setup_bev(s);
+    if (srv->anvil != NULL) {
+        struct strbuf text = STRBUF_INIT;
+
+        s->anvil_counted = true;
+        if (smtpd_anvil_connect(srv->anvil, &s->cl, srv->set.hostname, &text) != 0) {
+            /* On 465 the 421 would be read as a broken handshake: just close. */
+            if (wrapper) {
+                s->broken = true;
+                sb_free(&text);
+                session_free(s);
+                return;
+            }
+            reply(s, "%s", sb_str(&text));
+            sb_free(&text);
+            close_session(s);
+            return;
+        }
+        sb_free(&text);
+    }
     if (wrapper) {
         s->phase = PHASE_TLS;
         s->handshaking = true;
@@ -557,13 +725,8 @@ void smtpd_session_start(struct smtpd_server *srv, int fd,
         bufferevent_enable(s->bev, EV_READ | EV_WRITE);
         return;
     }
-    reply(s, "220 %s", srv->set.banner);
-    if (srv->svc->stopping) {
-        reply(s, "421 4.3.2 Service shutting down");
-        close_session(s);
-        return;
-    }
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    greet(s);
 }
 
 /* smtpd_session_stop_all - service stop: let idle sessions go, DATA sessions finish first */
@@ -576,7 +739,9 @@ void smtpd_session_stop_all(struct smtpd_server *srv)
         next = s->next;
         if (s->closing)
             continue;
-        if (s->phase == PHASE_DATA) {
+        if (s->phase == PHASE_DATA || s->phase == PHASE_BDAT || s->phase == PHASE_CHECK
+            || s->phase == PHASE_COMMIT) {
+            /* A message or a pending verdict: finish it, then say 421. */
             s->stop_after_data = true;
             continue;
         }
@@ -652,6 +817,22 @@ static char *skip_space(char *p)
     return p;
 }
 
+/*
+ * count_command - the current command is answered: count it as done unless
+ * it failed. DATA counts when the message is stored, BDAT when its chunk is
+ * taken, AUTH when authd said yes.
+ */
+static void count_command(struct smtpd_session *s)
+{
+    enum cmd_id id = s->cur_cmd;
+
+    if (id == CMD_COUNT)
+        return;
+    if (s->errors == s->cur_errors && id != CMD_DATA && id != CMD_AUTH && id != CMD_BDAT
+        && sb_str(&s->reply)[0] != '4' && sb_str(&s->reply)[0] != '5')
+        s->cmd_ok[id]++;
+}
+
 /* do_command - one command line */
 static void do_command(struct smtpd_session *s)
 {
@@ -691,34 +872,111 @@ static void do_command(struct smtpd_session *s)
     }
     s->last_cmd = commands[id].name;
     sb_reset(&s->reply);
+    s->cur_cmd = id;
+    s->cur_errors = errors_before;
+    if (sb_len(&s->access_denied) > 0 && id != CMD_QUIT) {
+        /* Refused at connect (smtpd_delay_reject = no): nothing but QUIT. */
+        reply_error(s, "503 5.7.0 Error: access denied for %s[%s]", s->cl.name, s->cl.addr);
+        return;
+    }
     commands[id].fn(s, arg);
-    /* DATA counts as done when the message is stored, AUTH when authd said yes. */
-    if (s->errors == errors_before && id != CMD_DATA && id != CMD_AUTH
-        && sb_str(&s->reply)[0] != '4' && sb_str(&s->reply)[0] != '5')
-        s->cmd_ok[id]++;
+    /* A command waiting for a verdict is counted when it has its reply. */
+    if (s->phase != PHASE_CHECK)
+        count_command(s);
 }
 
-/* finish_data - the final "." arrived: reply, count, log a rejection */
-static void finish_data(struct smtpd_session *s)
+static void check_start(struct smtpd_session *s, enum smtpd_stage stage, const char *command,
+                        const struct address *sender, const struct address *rcpt,
+                        check_done_fn done);
+
+/* message_rejected - log a message refused at its end */
+static void message_rejected(struct smtpd_session *s, const char *text)
+{
+    msg_info("NOQUEUE: reject: END-OF-MESSAGE from %s: %s; from=<%s> nrcpt=%zu "
+             "size=%lld proto=%s helo=<%s>", s->cl.ident, text,
+             sb_str(&s->env.sender.addr), s->env.rcpt_count, s->data.size,
+             s->env.protocol, sb_str(&s->helo));
+}
+
+/* message_done - the message is stored or refused: count, reset, maybe stop */
+static void message_done(struct smtpd_session *s, bool stored, const char *text)
+{
+    enum cmd_id id = s->bdat_used ? CMD_BDAT : CMD_DATA;
+
+    if (stored) {
+        s->cmd_ok[id]++;
+        /* Postfix counts errors "without delivering mail": a message wipes the slate. */
+        s->errors = 0;
+    } else {
+        message_rejected(s, text);
+    }
+    reply(s, "%s", text);
+    if (!stored && text[0] != '2')
+        s->errors++;
+    reset_transaction(s);
+}
+
+static void check_error_limit(struct smtpd_session *s);
+static void stop_if_asked(struct smtpd_session *s);
+
+/* commit_done - the store has the message on disk (or failed): the final reply */
+static void commit_done(void *ctx, const char *text)
+{
+    struct smtpd_session *s = ctx;
+
+    if (s->phase != PHASE_COMMIT)
+        msg_panic("%s: commit finished outside PHASE_COMMIT", s->cl.ident);
+    smtpd_data_committed(&s->data);
+    s->phase = PHASE_CMD;
+    message_done(s, text[0] == '2', text);
+    stop_if_asked(s);
+    check_error_limit(s);
+    session_process(s);
+    maybe_free(s);
+}
+
+/* eod_checked - smtpd_end_of_data_restrictions said their word: store or refuse */
+static void eod_checked(struct smtpd_session *s, enum smtpd_verdict v, const char *text)
+{
+    if (v == SMTPD_CHECK_REJECT) {
+        smtpd_data_abort(&s->data);
+        message_done(s, false, text);
+        return;
+    }
+    /* Nothing more is read until the message is safe: the reply must come first. */
+    s->phase = PHASE_COMMIT;
+    smtpd_data_commit(&s->data, commit_done, s);
+}
+
+/* finish_message - all content is in (DATA's "." or BDAT LAST): checks, then the store */
+static void finish_message(struct smtpd_session *s)
 {
     struct strbuf text = STRBUF_INIT;
-    bool    stored;
 
-    stored = smtpd_data_end(&s->data, &text);
     s->phase = PHASE_CMD;
     s->last_cmd = "END-OF-MESSAGE";
-    if (stored) {
-        s->cmd_ok[CMD_DATA]++;
+    if (smtpd_data_problem(&s->data, &text)) {
+        smtpd_data_abort(&s->data);
+        message_done(s, false, sb_str(&text));
     } else {
-        msg_info("NOQUEUE: reject: END-OF-MESSAGE from %s: %s; from=<%s> nrcpt=%zu "
-                 "size=%lld proto=%s helo=<%s>", s->cl.ident, sb_str(&text),
-                 sb_str(&s->env.sender.addr), s->env.rcpt_count, s->data.size,
-                 s->env.protocol, sb_str(&s->helo));
+        s->env.declared_size = s->data.size;
+        check_start(s, SMTPD_STAGE_EOD, "END-OF-MESSAGE", &s->env.sender, NULL, eod_checked);
     }
-    reply(s, "%s", sb_str(&text));
     sb_free(&text);
-    reset_transaction(s);
-    if (s->stop_after_data) {
+}
+
+/* finish_data - the final "." arrived */
+static void finish_data(struct smtpd_session *s)
+{
+    s->cur_cmd = CMD_DATA;
+    s->cur_errors = s->errors;
+    finish_message(s);
+}
+
+/* stop_if_asked - a service stop waited for this message or verdict: 421 now */
+static void stop_if_asked(struct smtpd_session *s)
+{
+    if (s->stop_after_data && !s->closing && s->phase == PHASE_CMD) {
         reply(s, "421 4.3.2 Service shutting down");
         close_session(s);
     }
@@ -736,6 +994,7 @@ static void check_error_limit(struct smtpd_session *s)
 
 static void auth_response(struct smtpd_session *s);
 static void auth_end(struct smtpd_session *s);
+static bool bdat_read(struct smtpd_session *s, struct evbuffer *in);
 
 /* session_process - take commands (or message data) from the input while we may */
 static void session_process(struct smtpd_session *s)
@@ -744,14 +1003,26 @@ static void session_process(struct smtpd_session *s)
     struct evbuffer *out = bufferevent_get_output(s->bev);
 
     while (!s->closing) {
+        /* A held reply (tarpit) goes out before anything else happens. */
+        if (s->held)
+            return;
         if (s->phase == PHASE_DATA) {
             if (smtpd_data_read(&s->data, in) == SMTPD_DATA_MORE)
                 return;
             finish_data(s);
+            stop_if_asked(s);
             continue;
         }
-        /* Nothing is read during a TLS switch, nor while authd has the word. */
-        if (s->phase == PHASE_TLS || (s->phase == PHASE_AUTH && !s->auth_wait_line))
+        if (s->phase == PHASE_BDAT) {
+            if (!bdat_read(s, in))
+                return;
+            stop_if_asked(s);
+            check_error_limit(s);
+            continue;
+        }
+        /* Nothing is read during a TLS switch, nor while authd or a check has the word. */
+        if (s->phase == PHASE_TLS || s->phase == PHASE_CHECK || s->phase == PHASE_COMMIT
+            || (s->phase == PHASE_AUTH && !s->auth_wait_line))
             return;
         /* A client that does not read its replies gets no more of them. */
         if (evbuffer_get_length(out) >= SESSION_OUT_HIGH)
@@ -778,6 +1049,113 @@ static void session_process(struct smtpd_session *s)
         }
         check_error_limit(s);
     }
+}
+
+/*
+ * check_start - evaluate stage's restrictions for the current command; done()
+ * runs now, or from check_resume() when the DNS or policy answer comes.
+ */
+static void check_start(struct smtpd_session *s, enum smtpd_stage stage, const char *command,
+                        const struct address *sender, const struct address *rcpt,
+                        check_done_fn done)
+{
+    struct smtpd_check_input *in = &s->check_in;
+    struct strbuf text = STRBUF_INIT;
+    enum smtpd_verdict v = SMTPD_CHECK_OK;
+
+    memset(in, 0, sizeof(*in));
+    in->cl = &s->cl;
+    in->helo = s->seen_helo ? sb_str(&s->helo) : NULL;
+    in->protocol = s->env.protocol;
+    in->sender = sender;
+    in->rcpt = rcpt;
+    in->rcpt_count = s->env.rcpt_count;
+    in->size = s->env.declared_size;
+    in->command = command;
+    /* Only what the client sent before it saw our reply is waiting in the buffer. */
+    in->input_pending = evbuffer_get_length(bufferevent_get_input(s->bev)) > 0;
+    in->instance = s->instance;
+    s->check_stage = stage;
+    s->check_done = done;
+    if (s->run != NULL)
+        v = smtpd_check_eval(s->run, stage, in, &text);
+    if (v == SMTPD_CHECK_PENDING) {
+        s->phase_before_check = s->phase;
+        s->phase = PHASE_CHECK;
+    } else {
+        done(s, v, sb_str(&text));
+    }
+    sb_free(&text);
+}
+
+/* check_resume - a pending check may go on (called from the event loop) */
+static void check_resume(void *ctx)
+{
+    struct smtpd_session *s = ctx;
+    struct strbuf text = STRBUF_INIT;
+    enum smtpd_verdict v;
+
+    if (s->phase != PHASE_CHECK)
+        msg_panic("%s: check resumed outside PHASE_CHECK", s->cl.ident);
+    v = smtpd_check_eval(s->run, s->check_stage, &s->check_in, &text);
+    if (v == SMTPD_CHECK_PENDING) {
+        sb_free(&text);
+        return;
+    }
+    s->phase = s->phase_before_check;
+    sb_reset(&s->reply);
+    s->check_done(s, v, sb_str(&text));
+    sb_free(&text);
+    if (s->phase != PHASE_CHECK) {
+        if (s->phase == PHASE_CMD)
+            count_command(s);
+        stop_if_asked(s);
+        check_error_limit(s);
+        session_process(s);
+    }
+    maybe_free(s);
+}
+
+/* tarpit_done - the held replies may go out now */
+static void tarpit_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtpd_session *s = arg;
+
+    (void) fd;
+    (void) what;
+    s->held = false;
+    evbuffer_add(bufferevent_get_output(s->bev), sb_str(&s->held_out), sb_len(&s->held_out));
+    sb_reset(&s->held_out);
+    if (!s->closing)
+        session_process(s);
+    maybe_free(s);
+}
+
+/* connect_checked - smtpd_client_restrictions at connect (smtpd_delay_reject = no) */
+static void connect_checked(struct smtpd_session *s, enum smtpd_verdict v, const char *text)
+{
+    if (v == SMTPD_CHECK_REJECT) {
+        /* Instead of the greeting; then only QUIT is taken (Postfix's access_denied). */
+        msg_info("NOQUEUE: reject: CONNECT from %s: %s; proto=SMTP", s->cl.ident, text);
+        sb_set(&s->access_denied, text);
+        reply_error(s, "%s", text);
+        return;
+    }
+    reply(s, "220 %s", s->srv->set.banner);
+    if (s->srv->svc->stopping) {
+        reply(s, "421 4.3.2 Service shutting down");
+        close_session(s);
+    }
+}
+
+/* greet - the 220 greeting, after the connect-time checks */
+static void greet(struct smtpd_session *s)
+{
+    s->cur_cmd = CMD_COUNT;             /* no command to count */
+    s->cur_errors = s->errors;
+    snprintf(s->instance, sizeof(s->instance), "%lx.%lx.%x", (unsigned long) getpid(),
+             (unsigned long) time(NULL), s->transactions);
+    check_start(s, SMTPD_STAGE_CONNECT, "CONNECT", NULL, NULL, connect_checked);
 }
 
 /* set_protocol - the Received: "with" keyword (RFC 3848), as Postfix words it */
@@ -863,50 +1241,63 @@ static void tls_established(struct smtpd_session *s)
     s->cl.sasl_method = NULL;
     s->env.received_auth = NULL;
     set_protocol(s);
+    smtpd_tls_params(s->bev, &s->cl);
     s->phase = PHASE_CMD;
     if (s->greet_after_tls) {
         s->greet_after_tls = false;
-        reply(s, "220 %s", s->srv->set.banner);
-        if (s->srv->svc->stopping) {
-            reply(s, "421 4.3.2 Service shutting down");
-            close_session(s);
+        greet(s);
+        if (s->closing || s->phase == PHASE_CHECK)
             return;
-        }
     }
     session_process(s);
 }
 
-/* do_helo - HELO and EHLO share this: the name, and a fresh transaction */
-static bool do_helo(struct smtpd_session *s, char *arg, const char *cmd)
+/* do_helo - HELO and EHLO share this: the name, a fresh transaction, the HELO checks */
+static void do_helo(struct smtpd_session *s, char *arg, const char *cmd, check_done_fn done)
 {
     if (*arg == 0) {
         reply_error(s, "501 5.5.4 Syntax: %s hostname", cmd);
-        return false;
+        return;
     }
     reset_transaction(s);
     sb_set(&s->helo, arg);
     s->env.helo = sb_str(&s->helo);
     s->seen_helo = true;
-    return true;
+    check_start(s, SMTPD_STAGE_HELO, cmd, NULL, NULL, done);
 }
 
-/* cmd_helo - HELO hostname */
-static void cmd_helo(struct smtpd_session *s, char *arg)
+/* helo_refused - smtpd_helo_restrictions refused the name (smtpd_delay_reject = no) */
+static void helo_refused(struct smtpd_session *s, const char *text)
 {
-    if (!do_helo(s, arg, "HELO"))
+    msg_info("NOQUEUE: reject: %s from %s: %s; proto=%s helo=<%s>", s->last_cmd, s->cl.ident,
+             text, s->env.protocol, sb_str(&s->helo));
+    sb_reset(&s->helo);
+    s->env.helo = "";
+    s->seen_helo = false;
+    reply_error(s, "%s", text);
+}
+
+/* helo_checked - HELO's reply */
+static void helo_checked(struct smtpd_session *s, enum smtpd_verdict v, const char *text)
+{
+    if (v == SMTPD_CHECK_REJECT) {
+        helo_refused(s, text);
         return;
+    }
     s->esmtp = false;
     set_protocol(s);
     reply(s, "250 %s", s->srv->set.hostname);
 }
 
-/* cmd_ehlo - EHLO hostname: the extensions we have */
-static void cmd_ehlo(struct smtpd_session *s, char *arg)
+/* ehlo_checked - EHLO's reply: the extensions usable on this connection now */
+static void ehlo_checked(struct smtpd_session *s, enum smtpd_verdict v, const char *text)
 {
     const struct smtpd_settings *set = &s->srv->set;
 
-    if (!do_helo(s, arg, "EHLO"))
+    if (v == SMTPD_CHECK_REJECT) {
+        helo_refused(s, text);
         return;
+    }
     s->esmtp = true;
     set_protocol(s);
     reply(s, "250-%s", set->hostname);
@@ -925,7 +1316,23 @@ static void cmd_ehlo(struct smtpd_session *s, char *arg)
             reply(s, "250-AUTH=PLAIN LOGIN");
     }
     reply(s, "250-ENHANCEDSTATUSCODES");
-    reply(s, "250 8BITMIME");
+    reply(s, "250-8BITMIME");
+    reply(s, "250-DSN");
+    if (set->smtputf8_enable)
+        reply(s, "250-SMTPUTF8");
+    reply(s, "250 CHUNKING");
+}
+
+/* cmd_helo - HELO hostname */
+static void cmd_helo(struct smtpd_session *s, char *arg)
+{
+    do_helo(s, arg, "HELO", helo_checked);
+}
+
+/* cmd_ehlo - EHLO hostname */
+static void cmd_ehlo(struct smtpd_session *s, char *arg)
+{
+    do_helo(s, arg, "EHLO", ehlo_checked);
 }
 
 /* parse_size - SIZE=value: digits only, no overflow */
@@ -974,7 +1381,30 @@ static char *path_arg(char *arg, const char *keyword)
     return *arg ? arg : NULL;
 }
 
-/* cmd_mail - MAIL FROM:<sender> [SIZE=n] [BODY=7BIT|8BITMIME] */
+/* new_instance - a fresh policy "instance" value for a new transaction */
+static void new_instance(struct smtpd_session *s)
+{
+    s->transactions++;
+    snprintf(s->instance, sizeof(s->instance), "%lx.%lx.%x", (unsigned long) getpid(),
+             (unsigned long) time(NULL), s->transactions);
+}
+
+/* mail_checked - MAIL's second half: the sender restrictions answered */
+static void mail_checked(struct smtpd_session *s, enum smtpd_verdict v, const char *text)
+{
+    if (v == SMTPD_CHECK_REJECT) {
+        msg_info("NOQUEUE: reject: MAIL from %s: %s; from=<%s> proto=%s helo=<%s>",
+                 s->cl.ident, text, sb_str(&s->env.sender.addr), s->env.protocol,
+                 sb_str(&s->helo));
+        reset_transaction(s);
+        reply_error(s, "%s", text);
+        return;
+    }
+    s->in_mail = true;
+    reply(s, "250 2.1.0 Ok");
+}
+
+/* cmd_mail - MAIL FROM:<sender> [SIZE=n] [BODY=..] [SMTPUTF8] [RET=..] [ENVID=..] [AUTH=..] */
 static void cmd_mail(struct smtpd_session *s, char *arg)
 {
     const struct smtpd_settings *set = &s->srv->set;
@@ -985,6 +1415,11 @@ static void cmd_mail(struct smtpd_session *s, char *arg)
     const char *why;
     long long size = -1;
     bool    body_8bit = false;
+    bool    smtputf8 = false;
+    bool    have_body = false, have_size = false;
+    const char *ret = NULL;
+    struct strbuf envid = STRBUF_INIT;
+    bool    have_envid = false;
 
     if (set->helo_required && !s->seen_helo) {
         reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
@@ -995,7 +1430,8 @@ static void cmd_mail(struct smtpd_session *s, char *arg)
         return;
     }
     if (s->in_mail) {
-        reply_error(s, "503 5.5.1 Error: nested MAIL command");
+        reply_error(s, s->bdat_used ? "503 5.5.1 Error: MAIL after BDAT"
+                    : "503 5.5.1 Error: nested MAIL command");
         return;
     }
     if ((path = path_arg(arg, "FROM:")) == NULL) {
@@ -1011,54 +1447,151 @@ static void cmd_mail(struct smtpd_session *s, char *arg)
     cursor = path + used;
     while ((param = next_param(&cursor)) != NULL) {
         if (strncasecmp(param, "SIZE=", 5) == 0) {
-            if (!parse_size(param + 5, &size)) {
+            if (have_size || !parse_size(param + 5, &size)) {
                 reply_error(s, "501 5.5.4 Bad message size syntax");
-                return;
+                goto out;
             }
+            have_size = true;
         } else if (strncasecmp(param, "BODY=", 5) == 0) {
-            if (strcasecmp(param + 5, "8BITMIME") == 0) {
+            if (!have_body && strcasecmp(param + 5, "8BITMIME") == 0) {
                 body_8bit = true;
-            } else if (strcasecmp(param + 5, "7BIT") == 0) {
+            } else if (!have_body && strcasecmp(param + 5, "7BIT") == 0) {
                 body_8bit = false;
             } else {
                 reply_error(s, "501 5.5.4 Bad BODY keyword syntax");
-                return;
+                goto out;
             }
+            have_body = true;
+        } else if (strcasecmp(param, "SMTPUTF8") == 0 && set->smtputf8_enable) {
+            smtputf8 = true;
+        } else if (strncasecmp(param, "RET=", 4) == 0) {
+            if (ret != NULL || (strcasecmp(param + 4, "FULL") != 0
+                                && strcasecmp(param + 4, "HDRS") != 0)) {
+                reply_error(s, "501 5.5.4 Bad RET parameter syntax");
+                goto out;
+            }
+            ret = toupper((unsigned char) param[4]) == 'F' ? "FULL" : "HDRS";
+        } else if (strncasecmp(param, "ENVID=", 6) == 0) {
+            /* RFC 3461 4.4: at most 100 characters of xtext. */
+            if (have_envid || strlen(param + 6) == 0 || strlen(param + 6) > 100
+                || !xtext_decode(param + 6, strlen(param + 6), &envid)) {
+                reply_error(s, "501 5.5.4 Bad ENVID parameter syntax");
+                goto out;
+            }
+            have_envid = true;
         } else if (strncasecmp(param, "AUTH=", 5) == 0 && set->sasl_enable) {
             /* RFC 4954 5: another server's word on who sent it; we trust only our own login. */
         } else {
             reply_error(s, "555 5.5.4 Unsupported option: %s", param);
-            return;
+            goto out;
         }
     }
     if (size >= 0 && set->message_size_limit > 0 && size > set->message_size_limit) {
         reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
-        return;
+        goto out;
+    }
+    if ((s->env.sender.flags & ADDRESS_8BIT) && !smtputf8) {
+        reply_error(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+        goto out;
     }
     smtpd_canonical_address(&s->env.sender, set->myorigin);
-    if (s->srv->check != NULL) {
-        struct strbuf text = STRBUF_INIT;
-
-        if (smtpd_check_mail(s->srv->check, &s->cl, &s->env.sender, &text) != 0) {
-            msg_info("NOQUEUE: reject: MAIL from %s: %s; from=<%s> proto=%s helo=<%s>",
-                     s->cl.ident, sb_str(&text), sb_str(&s->env.sender.addr),
-                     s->env.protocol, sb_str(&s->helo));
-            reply_error(s, "%s", sb_str(&text));
-            sb_free(&text);
-            return;
-        }
-        sb_free(&text);
-    }
+    new_instance(s);
     s->env.declared_size = size;
     s->env.body_8bit = body_8bit;
-    s->in_mail = true;
-    reply(s, "250 2.1.0 Ok");
+    s->env.smtputf8 = smtputf8;
+    if (ret != NULL) {
+        snprintf(s->dsn_ret, sizeof(s->dsn_ret), "%s", ret);
+        s->env.dsn_ret = s->dsn_ret;
+    }
+    if (have_envid) {
+        sb_set(&s->dsn_envid, sb_str(&envid));
+        s->env.dsn_envid = sb_str(&s->dsn_envid);
+    }
+    check_start(s, SMTPD_STAGE_MAIL, "MAIL", &s->env.sender, NULL, mail_checked);
+  out:
+    sb_free(&envid);
 }
 
-/* cmd_rcpt - RCPT TO:<recipient>: checked by smtpd_check.c */
+/* notify_valid - RFC 3461 NOTIFY: NEVER, or a list of SUCCESS, FAILURE, DELAY; normalized */
+static bool notify_valid(const char *value, struct strbuf *out)
+{
+    static const char *const words[] = {"SUCCESS", "FAILURE", "DELAY"};
+    bool    seen[3] = {false, false, false};
+    const char *p = value;
+
+    sb_reset(out);
+    if (strcasecmp(value, "NEVER") == 0) {
+        sb_puts(out, "NEVER");
+        return true;
+    }
+    while (*p) {
+        size_t  len = strcspn(p, ",");
+        bool    found = false;
+
+        for (int i = 0; i < 3; i++) {
+            if (len == strlen(words[i]) && strncasecmp(p, words[i], len) == 0 && !seen[i]) {
+                seen[i] = found = true;
+                if (sb_len(out))
+                    sb_putc(out, ',');
+                sb_puts(out, words[i]);
+            }
+        }
+        if (!found)
+            return false;
+        p += len;
+        if (*p == ',' && *++p == 0)
+            return false;
+    }
+    return sb_len(out) > 0;
+}
+
+/* orcpt_valid - RFC 3461 ORCPT: addr-type ";" xtext; "type;decoded" into out */
+static bool orcpt_valid(const char *value, struct strbuf *out)
+{
+    const char *semi = strchr(value, ';');
+
+    sb_reset(out);
+    /* RFC 3461 4.2: the parameter is at most 500 characters. */
+    if (semi == NULL || semi == value || strlen(value) > 500)
+        return false;
+    for (const char *p = value; p < semi; p++)
+        if (!isalnum((unsigned char) *p) && *p != '-')
+            return false;
+    sb_append(out, value, (size_t) (semi - value));
+    sb_lowercase(out);
+    sb_putc(out, ';');
+    if (semi[1] == 0)
+        return false;
+    return xtext_decode(semi + 1, strlen(semi + 1), out);
+}
+
+/* rcpt_checked - RCPT's second half: the recipient restrictions answered */
+static void rcpt_checked(struct smtpd_session *s, enum smtpd_verdict v, const char *text)
+{
+    struct address *rcpt = &s->env.rcpt[s->env.rcpt_count];
+
+    if (v == SMTPD_CHECK_REJECT) {
+        msg_info("NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+                 s->cl.ident, text, sb_str(&s->env.sender.addr), sb_str(&rcpt->addr),
+                 s->env.protocol, sb_str(&s->helo));
+        free(s->pending_notify);
+        free(s->pending_orcpt);
+        s->pending_notify = s->pending_orcpt = NULL;
+        /* Counted as an error: it slows down guessing user names. */
+        reply_error(s, "%s", text);
+        return;
+    }
+    s->env.rcpt_notify[s->env.rcpt_count] = s->pending_notify;
+    s->env.rcpt_orcpt[s->env.rcpt_count] = s->pending_orcpt;
+    s->pending_notify = s->pending_orcpt = NULL;
+    s->env.rcpt_count++;
+    reply(s, "250 2.1.5 Ok");
+}
+
+/* cmd_rcpt - RCPT TO:<recipient> [NOTIFY=..] [ORCPT=..]: checked by smtpd_check.c */
 static void cmd_rcpt(struct smtpd_session *s, char *arg)
 {
-    struct strbuf text = STRBUF_INIT;
+    struct strbuf value = STRBUF_INIT;
     char   *path;
     char   *cursor;
     char   *param;
@@ -1068,6 +1601,10 @@ static void cmd_rcpt(struct smtpd_session *s, char *arg)
 
     if (!s->in_mail) {
         reply_error(s, "503 5.5.1 Error: need MAIL command");
+        return;
+    }
+    if (s->bdat_used) {
+        reply_error(s, "503 5.5.1 Error: RCPT after BDAT");
         return;
     }
     if ((path = path_arg(arg, "TO:")) == NULL) {
@@ -1083,8 +1620,12 @@ static void cmd_rcpt(struct smtpd_session *s, char *arg)
         size_t  n = s->rcpt_alloc ? s->rcpt_alloc * 2 : 8;
 
         s->env.rcpt = xreallocarray(s->env.rcpt, n, sizeof(*s->env.rcpt));
-        for (size_t i = s->rcpt_alloc; i < n; i++)
+        s->env.rcpt_notify = xreallocarray(s->env.rcpt_notify, n, sizeof(char *));
+        s->env.rcpt_orcpt = xreallocarray(s->env.rcpt_orcpt, n, sizeof(char *));
+        for (size_t i = s->rcpt_alloc; i < n; i++) {
             address_init(&s->env.rcpt[i]);
+            s->env.rcpt_notify[i] = s->env.rcpt_orcpt[i] = NULL;
+        }
         s->rcpt_alloc = n;
     }
     rcpt = &s->env.rcpt[s->env.rcpt_count];
@@ -1095,33 +1636,85 @@ static void cmd_rcpt(struct smtpd_session *s, char *arg)
         return;
     }
     cursor = path + used;
-    if ((param = next_param(&cursor)) != NULL) {
-        reply_error(s, "555 5.5.4 Unsupported option: %s", param);
-        return;
+    while ((param = next_param(&cursor)) != NULL) {
+        if (strncasecmp(param, "NOTIFY=", 7) == 0) {
+            if (s->pending_notify != NULL || !notify_valid(param + 7, &value)) {
+                reply_error(s, "501 5.5.4 Error: Bad NOTIFY parameter syntax");
+                goto fail;
+            }
+            s->pending_notify = xstrdup(sb_str(&value));
+        } else if (strncasecmp(param, "ORCPT=", 6) == 0) {
+            if (s->pending_orcpt != NULL || !orcpt_valid(param + 6, &value)) {
+                reply_error(s, "501 5.5.4 Error: Bad ORCPT parameter syntax");
+                goto fail;
+            }
+            s->pending_orcpt = xstrdup(sb_str(&value));
+        } else {
+            reply_error(s, "555 5.5.4 Unsupported option: %s", param);
+            goto fail;
+        }
     }
+    if ((rcpt->flags & ADDRESS_8BIT) && !s->env.smtputf8) {
+        reply_error(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+        goto fail;
+    }
+    sb_free(&value);
     smtpd_canonical_address(rcpt, s->srv->set.myorigin);
-    if (s->srv->check != NULL && smtpd_check_rcpt(s->srv->check, &s->cl, &s->env.sender, rcpt, &text) != 0) {
-        msg_info("NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
-                 s->cl.ident, sb_str(&text), sb_str(&s->env.sender.addr), sb_str(&rcpt->addr),
-                 s->env.protocol, sb_str(&s->helo));
-        /* Counted as an error: it slows down guessing user names. */
-        reply_error(s, "%s", sb_str(&text));
-        sb_free(&text);
-        return;
-    }
-    sb_free(&text);
-    s->env.rcpt_count++;
-    reply(s, "250 2.1.5 Ok");
+    check_start(s, SMTPD_STAGE_RCPT, "RCPT", &s->env.sender, rcpt, rcpt_checked);
+    return;
+  fail:
+    free(s->pending_notify);
+    free(s->pending_orcpt);
+    s->pending_notify = s->pending_orcpt = NULL;
+    sb_free(&value);
 }
 
-/* cmd_data - DATA: open the store, then read the message (smtpd_data.c) */
-static void cmd_data(struct smtpd_session *s, char *arg)
+/* open_store - a queue file for the transaction; false with the reply sent to reply_to */
+static bool open_store(struct smtpd_session *s, struct strbuf *reply_to)
 {
-    struct strbuf text = STRBUF_INIT;
     void   *msg;
 
+    sb_reset(reply_to);
+    if ((msg = s->srv->store->open(&s->env, reply_to)) == NULL) {
+        if (sb_len(reply_to) == 0)
+            sb_set(reply_to, "451 4.3.0 Error: queue file write error");
+        return false;
+    }
+    smtpd_data_begin(&s->data, s->srv->store, msg, s->srv->set.message_size_limit);
+    return true;
+}
+
+/* data_checked - DATA's second half: smtpd_data_restrictions answered */
+static void data_checked(struct smtpd_session *s, enum smtpd_verdict v, const char *text)
+{
+    struct strbuf why = STRBUF_INIT;
+
+    if (v == SMTPD_CHECK_REJECT) {
+        msg_info("NOQUEUE: reject: DATA from %s: %s; from=<%s> proto=%s helo=<%s>",
+                 s->cl.ident, text, sb_str(&s->env.sender.addr), s->env.protocol,
+                 sb_str(&s->helo));
+        reply_error(s, "%s", text);
+        return;
+    }
+    if (!open_store(s, &why)) {
+        reply(s, "%s", sb_str(&why));
+        sb_free(&why);
+        return;
+    }
+    sb_free(&why);
+    s->phase = PHASE_DATA;
+    reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+/* cmd_data - DATA: the data restrictions, then the store, then the message (smtpd_data.c) */
+static void cmd_data(struct smtpd_session *s, char *arg)
+{
     if (*arg) {
         reply_error(s, "501 5.5.4 Syntax: DATA");
+        return;
+    }
+    if (s->bdat_used) {
+        reply_error(s, "503 5.5.1 Error: DATA after BDAT");
         return;
     }
     if (!s->in_mail) {
@@ -1132,15 +1725,147 @@ static void cmd_data(struct smtpd_session *s, char *arg)
         reply_error(s, "554 5.5.1 Error: no valid recipients");
         return;
     }
-    if ((msg = s->srv->store->open(&s->env, &text)) == NULL) {
-        reply(s, "%s", sb_len(&text) ? sb_str(&text) : "451 4.3.0 Error: queue file write error");
-        sb_free(&text);
+    check_start(s, SMTPD_STAGE_DATA, "DATA", &s->env.sender, NULL, data_checked);
+}
+
+/* bdat_skip - read and drop the chunk, then reply with text (an error) */
+static void bdat_skip(struct smtpd_session *s, const char *text)
+{
+    sb_set(&s->bdat_reply, text);
+    s->bdat_discard = true;
+    s->bdat_remaining = s->bdat_size;
+    s->phase = PHASE_BDAT;
+}
+
+/* bdat_fail - the transaction's BDAT failed: this chunk and the rest are dropped */
+static void bdat_fail(struct smtpd_session *s, const char *text)
+{
+    smtpd_data_abort(&s->data);
+    s->bdat_failed = true;
+    sb_set(&s->bdat_error, text);
+    bdat_skip(s, text);
+}
+
+/* bdat_checked - the first BDAT of a transaction: smtpd_data_restrictions answered */
+static void bdat_checked(struct smtpd_session *s, enum smtpd_verdict v, const char *text)
+{
+    struct strbuf why = STRBUF_INIT;
+
+    s->bdat_used = true;
+    if (v == SMTPD_CHECK_REJECT) {
+        msg_info("NOQUEUE: reject: BDAT from %s: %s; from=<%s> proto=%s helo=<%s>",
+                 s->cl.ident, text, sb_str(&s->env.sender.addr), s->env.protocol,
+                 sb_str(&s->helo));
+        bdat_fail(s, text);
+    } else if (!open_store(s, &why)) {
+        bdat_fail(s, sb_str(&why));
+    } else {
+        s->bdat_discard = false;
+        s->bdat_remaining = s->bdat_size;
+        s->phase = PHASE_BDAT;
+    }
+    sb_free(&why);
+}
+
+/* cmd_bdat - BDAT size [LAST] (RFC 3030): the chunk's bytes follow the line */
+static void cmd_bdat(struct smtpd_session *s, char *arg)
+{
+    char   *cursor = arg;
+    char   *num = next_param(&cursor);
+    char   *last = next_param(&cursor);
+    long long size;
+
+    if (num == NULL || !parse_size(num, &size)
+        || (last != NULL && strcasecmp(last, "LAST") != 0) || next_param(&cursor) != NULL) {
+        /* We cannot know where the chunk ends: nothing after this can be understood. */
+        msg_info("%s: malformed BDAT command", s->cl.ident);
+        reply_error(s, "521 5.5.4 Syntax: BDAT count [LAST]");
+        close_session(s);
         return;
     }
-    sb_free(&text);
-    smtpd_data_begin(&s->data, s->srv->store, msg, s->srv->set.message_size_limit);
-    s->phase = PHASE_DATA;
-    reply(s, "354 End data with <CR><LF>.<CR><LF>");
+    s->bdat_size = size;
+    s->bdat_last = last != NULL;
+    if (size == 0 && !s->bdat_last) {
+        reply_error(s, "551 5.7.1 Null BDAT request");
+        return;
+    }
+    if (tls_missing(s)) {
+        bdat_skip(s, "530 5.7.0 Must issue a STARTTLS command first");
+        return;
+    }
+    if (!s->in_mail) {
+        bdat_skip(s, "503 5.5.1 Error: need MAIL command");
+        return;
+    }
+    if (s->env.rcpt_count == 0) {
+        bdat_skip(s, "554 5.5.1 Error: no valid recipients");
+        return;
+    }
+    if (s->bdat_failed) {
+        bdat_skip(s, sb_str(&s->bdat_error));
+        return;
+    }
+    if (!s->bdat_used) {
+        check_start(s, SMTPD_STAGE_DATA, "BDAT", &s->env.sender, NULL, bdat_checked);
+        return;
+    }
+    s->bdat_discard = false;
+    s->bdat_remaining = size;
+    s->phase = PHASE_BDAT;
+}
+
+/* bdat_chunk_done - the chunk is in: its reply, or the end of the message */
+static void bdat_chunk_done(struct smtpd_session *s)
+{
+    s->phase = PHASE_CMD;
+    s->cur_cmd = CMD_BDAT;
+    s->cur_errors = s->errors;
+    if (s->bdat_discard) {
+        reply_error(s, "%s", sb_str(&s->bdat_reply));
+        if (s->bdat_last && s->in_mail)
+            reset_transaction(s);
+        return;
+    }
+    if (s->data.too_big) {
+        msg_info("NOQUEUE: reject: BDAT from %s: message exceeds %lld bytes; from=<%s>",
+                 s->cl.ident, s->srv->set.message_size_limit, sb_str(&s->env.sender.addr));
+        smtpd_data_abort(&s->data);
+        s->bdat_failed = true;
+        sb_set(&s->bdat_error, "552 5.3.4 Chunk exceeds message size limit");
+        reply_error(s, "552 5.3.4 Chunk exceeds message size limit");
+        if (s->bdat_last)
+            reset_transaction(s);
+        return;
+    }
+    if (!s->bdat_last) {
+        s->cmd_ok[CMD_BDAT]++;
+        reply(s, "250 2.0.0 Ok: %lld bytes", s->bdat_size);
+        return;
+    }
+    finish_message(s);
+}
+
+/* bdat_read - take chunk bytes from the input; true when the chunk is complete */
+static bool bdat_read(struct smtpd_session *s, struct evbuffer *in)
+{
+    while (s->bdat_remaining > 0) {
+        struct evbuffer_iovec v;
+        size_t  n;
+
+        if (evbuffer_get_length(in) == 0)
+            return false;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+            return false;
+        n = v.iov_len;
+        if ((long long) n > s->bdat_remaining)
+            n = (size_t) s->bdat_remaining;
+        if (!s->bdat_discard)
+            smtpd_data_chunk(&s->data, v.iov_base, n);
+        evbuffer_drain(in, n);
+        s->bdat_remaining -= (long long) n;
+    }
+    bdat_chunk_done(s);
+    return true;
 }
 
 /* cmd_rset - RSET */

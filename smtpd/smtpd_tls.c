@@ -2,7 +2,7 @@
  * smtpd_tls - STARTTLS (RFC 3207) and implicit TLS (RFC 8314) for smtpd.
  *
  * Interface (smtpd.h): smtpd_tls_init(), smtpd_tls_bufferevent(),
- * smtpd_tls_describe(), smtpd_tls_error(), smtpd_tls_close().
+ * smtpd_tls_describe(), smtpd_tls_params(), smtpd_tls_error(), smtpd_tls_close().
  *
  * smtpd_tls_init() reads smtpd_tls_security_level (none, may, encrypt; empty
  * means none as in Postfix), the wrapper mode, and loads the certificate
@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -129,6 +130,21 @@ struct bufferevent *smtpd_tls_bufferevent(struct smtpd_server *srv, int fd)
     /* A client that just closes the connection has not attacked us: treat it as EOF. */
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     return bev;
+}
+
+/* smtpd_tls_params - after the handshake: protocol, cipher and bits into cl */
+void smtpd_tls_params(struct bufferevent *bev, struct smtpd_client *cl)
+{
+    SSL    *ssl = bufferevent_openssl_get_ssl(bev);
+
+    cl->tls_protocol[0] = 0;
+    cl->tls_cipher[0] = 0;
+    cl->tls_bits = 0;
+    if (ssl == NULL)
+        return;
+    snprintf(cl->tls_protocol, sizeof(cl->tls_protocol), "%s", SSL_get_version(ssl));
+    snprintf(cl->tls_cipher, sizeof(cl->tls_cipher), "%s", SSL_get_cipher_name(ssl));
+    cl->tls_bits = SSL_get_cipher_bits(ssl, NULL);
 }
 
 /* smtpd_tls_describe - after the handshake: "TLSv1.3 with cipher ..." and details */

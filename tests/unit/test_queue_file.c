@@ -106,6 +106,7 @@ static void sample_env(struct queue_envelope *env, size_t n)
     env->body_type = xstrdup("8BITMIME");
     env->envid = xstrdup("ENV123");
     env->ret = xstrdup("HDRS");
+    env->smtputf8 = n % 2 == 1;
     env->nrcpt = n;
     env->rcpts = xcalloc(n ? n : 1, sizeof(*env->rcpts));
     for (size_t i = 0; i < n; i++) {
@@ -177,6 +178,7 @@ static void check_same_env(const struct queue_envelope *a, const struct queue_en
     SAME_OPT(body_type);
     SAME_OPT(envid);
     SAME_OPT(ret);
+    assert_int_equal(a->smtputf8, b->smtputf8);
     assert_int_equal(a->nrcpt, b->nrcpt);
     for (size_t i = 0; i < a->nrcpt; i++) {
         SAME_OPT(rcpts[i].orcpt);
@@ -661,6 +663,9 @@ static void test_envelope_syntax(void **state)
     } cases[] = {
         {"rcpt=x@y\n", 1, 0},
         {"rcpt=x@y\norcpt=rfc822;x@y\nnotify=NEVER\n", 1, 0},
+        {"smtputf8=1\nrcpt=x@y\n", 1, 0},
+        {"smtputf8=yes\nrcpt=x@y\n", 1, -1},     /* only "1" */
+        {"smtputf8=1\nsmtputf8=1\nrcpt=x@y\n", 1, -1},
         {"future_thing=whatever it is\nrcpt=x@y\nx_2=\n", 1, 0},  /* unknown names ignored */
         {"rcpt=x@y\n", 0, -1},                  /* more recipients than the header */
         {"", 1, -1},                            /* fewer */
