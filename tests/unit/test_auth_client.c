@@ -37,6 +37,7 @@ static int listen_fd = -1;
 static struct event *listen_ev;
 static enum mode mode;
 static unsigned connections;
+static struct bufferevent *server_conns[16];    /* the server's ends, freed at teardown */
 
 /* What the callback saw. */
 static struct {
@@ -91,6 +92,9 @@ static void server_event(struct bufferevent *bev, short what, void *arg)
 {
     (void) what;
     (void) arg;
+    for (size_t i = 0; i < sizeof(server_conns) / sizeof(server_conns[0]); i++)
+        if (server_conns[i] == bev)
+            server_conns[i] = NULL;
     bufferevent_free(bev);
 }
 
@@ -109,6 +113,11 @@ static void server_accept(evutil_socket_t fd, short what, void *arg)
     connections++;
     evutil_make_socket_nonblocking(c);
     bev = bufferevent_socket_new(base, c, BEV_OPT_CLOSE_ON_FREE);
+    for (size_t i = 0; i < sizeof(server_conns) / sizeof(server_conns[0]); i++)
+        if (server_conns[i] == NULL) {
+            server_conns[i] = bev;
+            break;
+        }
     bufferevent_setcb(bev, server_read, NULL, server_event, NULL);
     auth_server_handshake(&out, mechs, 1, 2, "0123456789abcdef0123456789abcdef");
     bufferevent_write(bev, sb_str(&out), sb_len(&out));
@@ -199,6 +208,11 @@ static int teardown(void **state)
 {
     (void) state;
     server_stop();
+    for (size_t i = 0; i < sizeof(server_conns) / sizeof(server_conns[0]); i++)
+        if (server_conns[i] != NULL) {
+            bufferevent_free(server_conns[i]);
+            server_conns[i] = NULL;
+        }
     event_base_free(base);
     rmdir(tmpdir);
     return 0;
