@@ -19,7 +19,8 @@
  * imapd_tls_security_level (none, may, encrypt), imapd_tls_wrappermode (993),
  * imapd_tls_protocols, imapd_tls_ciphers, imapd_sasl_path, imapd_timeout
  * (before login), imapd_max_line_length, imapd_disable_plaintext_auth,
- * message_size_limit (largest APPEND).
+ * message_size_limit (largest APPEND), imapd_header_cache_size (the
+ * process's cache of envelope fields, lib/header_cache.h; 0: none).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +37,7 @@
 #include "auth_client.h"
 #include "config.h"
 #include "directory.h"
+#include "header_cache.h"
 #include "log.h"
 #include "mem.h"
 #include "service.h"
@@ -157,6 +159,7 @@ static void imapd_init(struct service *svc)
         set->timeout = 1;
     set->autologout = IMAPD_AUTOLOGOUT;
     set->disable_plaintext = config_bool(svc->cfg, "imapd_disable_plaintext_auth");
+    header_cache_set_limit((size_t) config_size(svc->cfg, "imapd_header_cache_size"));
     set->hostname = xstrdup(config_str(svc->cfg, "myhostname"));
     (void) sasl_path(svc->cfg);
     srv->dir = directory_open(svc->cfg, &err);

@@ -106,6 +106,19 @@ int  imapd_resolve_set(struct imapd_session *s, const char *text, bool uid, size
 void imapd_store_error(struct imapd_session *s, const char *tag, const char *what, int err_no,
                        const struct strbuf *err, bool trycreate);
 
+/* What a command needs of a message's file (imapd_message.c). */
+enum imapd_need {
+    IMAPD_NEED_ENVELOPE,                /* the envelope fields only: the header cache may do */
+    IMAPD_NEED_HEADER,                  /* the whole header block */
+    IMAPD_NEED_FILE,                    /* the whole message */
+};
+struct mime_message;
+/* imapd_load_message - msgs[i] read as far as need and parsed; raw holds the bytes and must
+ * outlive the result. NULL when expunged meanwhile (errno ENOENT) or unreadable (logged with
+ * command, the command's name). */
+struct mime_message *imapd_load_message(struct imapd_session *s, size_t i, enum imapd_need need,
+                                        struct strbuf *raw, const char *command);
+
 /* ---- command handlers ---- */
 imapd_command_fn imapd_cmd_fetch;       /* imapd_fetch.c */
 imapd_command_fn imapd_cmd_search;      /* imapd_search.c */

@@ -7,10 +7,11 @@
  * The items are parsed and checked before any message is touched (a bad item
  * or section is BAD and nothing is sent). Each item says what it needs: the
  * view only (FLAGS UID RFC822.SIZE INTERNALDATE MODSEQ), the header block
- * (ENVELOPE, BODY[HEADER...], RFC822.HEADER: read up to the first blank
- * line, at most FETCH_MAX_HEADER bytes) or the whole file (BODY,
- * BODYSTRUCTURE, other sections). A message's file is read at most once per
- * FETCH and parsed once (lib/mime.h); bodies go out as literals in CRLF form.
+ * (ENVELOPE, BODY[HEADER...], RFC822.HEADER) or the whole file (BODY,
+ * BODYSTRUCTURE, other sections); imapd_message.c reads it, and serves a
+ * FETCH that wants only the ENVELOPE of the header from the header cache. A
+ * message's file is read at most once per FETCH and parsed once (lib/mime.h);
+ * bodies go out as literals in CRLF form.
  *
  * Flow control: responses are queued message by message; when more than
  * IMAPD_OUTPUT_HIGH bytes wait for the client, the command suspends and goes
@@ -38,8 +39,6 @@
 #include "mime.h"
 #include "imapd.h"
 
-#define FETCH_MAX_HEADER    (1024 * 1024)           /* header block read for ENVELOPE & co. */
-#define FETCH_MAX_MESSAGE   ((size_t) 1 << 31)      /* refuse to slurp anything bigger */
 #define FETCH_MAX_ITEMS     64
 #define FETCH_MAX_PART_NUM  100000
 
@@ -67,6 +66,7 @@ struct fetch_ctx {
     size_t  nitems;
     enum fetch_need need;
     bool    want_flags, want_uid, want_modseq, set_seen;
+    bool    envelope_only;              /* of the header, only ENVELOPE is wanted */
     bool    changedsince_set;
     uint64_t changedsince;
     size_t *idx, n, pos;
@@ -414,59 +414,6 @@ static bool parse_modifiers(struct fetch_ctx *ctx, const struct imap_arg *list, 
     return true;
 }
 
-/* read_message - the header block (header_only) or the whole file of fd into buf */
-static int read_message(int fd, bool header_only, struct strbuf *buf, struct strbuf *err)
-{
-    struct stat st;
-    size_t want;
-
-    if (fstat(fd, &st) < 0) {
-        sb_printf(err, "fstat: %s", strerror(errno));
-        return -1;
-    }
-    if (st.st_size < 0 || (uint64_t) st.st_size > FETCH_MAX_MESSAGE) {
-        sb_printf(err, "message file too big (%lld bytes)", (long long) st.st_size);
-        return -1;
-    }
-    want = header_only ? (size_t) (st.st_size < FETCH_MAX_HEADER ? st.st_size : FETCH_MAX_HEADER)
-                       : (size_t) st.st_size;
-    sb_reset(buf);
-    for (;;) {
-        char chunk[16384];
-        size_t room = header_only ? (buf->len < want ? want - buf->len : 0) : sizeof(chunk);
-        if (room == 0)
-            break;
-        if (room > sizeof(chunk))
-            room = sizeof(chunk);
-        ssize_t r = read(fd, chunk, room);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            sb_printf(err, "read: %s", strerror(errno));
-            return -1;
-        }
-        if (r == 0)
-            break;
-        size_t before = buf->len;
-        sb_append(buf, chunk, (size_t) r);
-        if (!header_only && buf->len > FETCH_MAX_MESSAGE) {
-            sb_printf(err, "message file grew beyond %zu bytes", FETCH_MAX_MESSAGE);
-            return -1;
-        }
-        if (header_only) {
-            /* stop at the blank line; look back a little so a "\n\n" across chunks is seen */
-            size_t from = before > 3 ? before - 3 : 0;
-            if (buf->len > 0 && (buf->data[0] == '\n' || (buf->len > 1 && buf->data[0] == '\r' &&
-                                                          buf->data[1] == '\n')))
-                break;
-            if (memmem(buf->data + from, buf->len - from, "\n\n", 2) != NULL ||
-                memmem(buf->data + from, buf->len - from, "\n\r\n", 3) != NULL)
-                break;
-        }
-    }
-    return 0;
-}
-
 /* write_literal - "name {N}\r\n" + data, or the <offset.count> slice of it */
 static void write_literal(struct strbuf *out, const struct fetch_item *it, const char *data, size_t len)
 {
@@ -498,22 +445,13 @@ static void fetch_one(struct imapd_session *s, struct fetch_ctx *ctx, size_t i, 
     if (ctx->changedsince_set && m->modseq <= ctx->changedsince)
         return;
     if (ctx->need > NEED_VIEW) {
-        int fd = m->gone ? -1 : mbox_open_message(mb, i, &err);
-
-        if (fd < 0) {
-            if (!m->gone && errno != ENOENT)
-                msg_warn("%s: %s: FETCH uid %u: %s", s->user ? s->user : "?", mb->name, m->uid, sb_str(&err));
+        msg = imapd_load_message(s, i, ctx->need == NEED_FILE ? IMAPD_NEED_FILE
+                                 : ctx->envelope_only ? IMAPD_NEED_ENVELOPE : IMAPD_NEED_HEADER,
+                                 raw, "FETCH");
+        if (msg == NULL) {
             ctx->expunged_skipped = true;
             goto done;
         }
-        int r = read_message(fd, ctx->need == NEED_HEADER, raw, &err);
-        close(fd);
-        if (r < 0) {
-            msg_warn("%s: %s: FETCH uid %u: %s", s->user ? s->user : "?", mb->name, m->uid, sb_str(&err));
-            ctx->expunged_skipped = true;
-            goto done;
-        }
-        msg = mime_parse(raw->data != NULL ? raw->data : "", raw->len);
     }
     if (ctx->set_seen && !s->readonly && !m->gone && !(m->flags & MBOX_SEEN)) {
         if (mbox_store(mb, i, MBOX_FLAGS_ADD, MBOX_SEEN, 0, 0, &err) == 0)
@@ -695,6 +633,10 @@ void imapd_cmd_fetch(struct imapd_session *s, const char *tag, const struct imap
         return;
     }
     sb_free(&err);
+    ctx->envelope_only = true;
+    for (size_t k = 0; k < ctx->nitems; k++)
+        if (ctx->items[k].need == NEED_HEADER && ctx->items[k].kind != FI_ENVELOPE)
+            ctx->envelope_only = false;
     if (ctx->want_modseq || ctx->changedsince_set)
         s->condstore = true;            /* RFC 7162 3.1: MODSEQ / CHANGEDSINCE enable CONDSTORE */
     fetch_run(s, ctx);

@@ -10,8 +10,9 @@
  * block (HEADER FROM TO CC BCC SUBJECT SENT*) or the whole message (BODY
  * TEXT). Every message is first judged with the view alone (three-valued:
  * a node that needs more says "unknown"); only when that leaves the answer
- * open is the file opened, once, and read as far as the costliest criterion
- * needs. AND and OR children are tried cheapest first.
+ * open is the message read, once, as far as the costliest criterion needs
+ * (imapd_message.c: keys on envelope fields are served by the header cache).
+ * AND and OR children are tried cheapest first.
  *
  * Strings match as case-insensitive substrings (ASCII and the common Latin,
  * Greek and Cyrillic letters folded) of header values decoded from RFC 2047
@@ -30,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "header_cache.h"
 #include "log.h"
 #include "mem.h"
 #include "strbuf.h"
@@ -39,8 +41,6 @@
 #include "imapd.h"
 
 #define SEARCH_MAX_NODES    1000
-#define SEARCH_MAX_HEADER   (1024 * 1024)
-#define SEARCH_MAX_MESSAGE  ((size_t) 1 << 31)
 
 enum cost { COST_VIEW, COST_HEADER, COST_FILE };
 enum tri { T_FALSE, T_TRUE, T_UNKNOWN };
@@ -743,52 +743,25 @@ static enum tri eval(const struct snode *n, struct smsg *sm, const struct mbox *
     return T_FALSE;
 }
 
-/* load_message - read msgs[i]'s file (header block only unless full) into raw and parse it */
-static bool load_message(struct imapd_session *s, size_t i, bool full, struct strbuf *raw, struct smsg *sm)
+/* envelope_will_do - can n be judged from the envelope fields alone (the header cache)? */
+static bool envelope_will_do(const struct snode *n)
 {
-    struct strbuf err = STRBUF_INIT;
-    struct stat st;
-    int fd;
-
-    if (sm->m->gone)
+    switch (n->kind) {
+    case S_HEADER:
+        return header_cache_has_field(n->field, strlen(n->field));
+    case S_BODY:
+    case S_TEXT:
         return false;
-    fd = mbox_open_message(s->mbox, i, &err);
-    if (fd < 0) {
-        if (errno != ENOENT)
-            msg_warn("%s: %s: SEARCH uid %u: %s", s->user ? s->user : "?", s->mbox->name, sm->m->uid,
-                     sb_str(&err));
-        sb_free(&err);
-        return false;
+    case S_NOT:
+    case S_AND:
+    case S_OR:
+        for (size_t i = 0; i < n->nkids; i++)
+            if (!envelope_will_do(n->kids[i]))
+                return false;
+        return true;
+    default:
+        return true;                    /* the view, or Date: for SENT* */
     }
-    sb_free(&err);
-    sb_reset(raw);
-    if (fstat(fd, &st) < 0 || st.st_size < 0 || (uint64_t) st.st_size > SEARCH_MAX_MESSAGE) {
-        close(fd);
-        return false;
-    }
-    size_t limit = full ? (size_t) st.st_size : SEARCH_MAX_HEADER;
-    for (;;) {
-        char chunk[16384];
-        size_t room = limit > raw->len ? limit - raw->len : 0;
-        if (room == 0)
-            break;
-        ssize_t r = read(fd, chunk, room < sizeof(chunk) ? room : sizeof(chunk));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        size_t before = raw->len;
-        sb_append(raw, chunk, (size_t) r);
-        if (!full) {
-            size_t from = before > 3 ? before - 3 : 0;
-            if (raw->data[0] == '\n' || memmem(raw->data + from, raw->len - from, "\n\n", 2) != NULL ||
-                memmem(raw->data + from, raw->len - from, "\n\r\n", 3) != NULL)
-                break;
-        }
-    }
-    close(fd);
-    sm->mime = mime_parse(raw->data != NULL ? raw->data : "", raw->len);
-    return true;
 }
 
 /* ---- the command ---- */
@@ -868,6 +841,8 @@ void imapd_cmd_search(struct imapd_session *s, const char *tag, const struct ima
 
     struct mbox *mb = s->mbox;
     size_t count = mb->count, nres = 0;
+    enum imapd_need need = root->cost == COST_FILE ? IMAPD_NEED_FILE
+                           : envelope_will_do(root) ? IMAPD_NEED_ENVELOPE : IMAPD_NEED_HEADER;
     uint32_t *res = xreallocarray(NULL, count ? count : 1, sizeof(*res));
     uint64_t maxmodseq = 0;
     for (size_t i = 0; i < count; i++) {
@@ -879,7 +854,7 @@ void imapd_cmd_search(struct imapd_session *s, const char *tag, const struct ima
         enum tri t = eval(root, &sm, mb, count);
         if (t == T_UNKNOWN) {
             /* the view did not decide: read the file once, as far as the costliest key needs */
-            if (load_message(s, i, root->cost == COST_FILE, &raw, &sm))
+            if ((sm.mime = imapd_load_message(s, i, need, &raw, "SEARCH")) != NULL)
                 t = eval(root, &sm, mb, count);
             else
                 t = T_FALSE;            /* expunged meanwhile: its text cannot match */

@@ -138,6 +138,7 @@ const struct config_param config_params[] = {
     TIME("imapd_timeout", "180s", 1),
     INT("imapd_max_line_length", "65536", 8192),
     BOOL("imapd_disable_plaintext_auth", "yes"),
+    SIZE("imapd_header_cache_size", "32m", 0),          /* per process: envelope fields */
 
     /* Address classes and routing. */
     STR("virtual_mailbox_domains", ""),

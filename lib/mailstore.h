@@ -182,6 +182,9 @@ int  mbox_sync(struct mbox *mb, bool announce_expunges, struct mbox_changes *ch,
 void mbox_changes_free(struct mbox_changes *ch);
 /* mbox_open_message - the message file of msgs[i], read-only; -1 (ENOENT) if expunged meanwhile */
 int  mbox_open_message(struct mbox *mb, size_t i, struct strbuf *err);
+struct header_cache_key;
+/* mbox_message_key - what names msgs[i]'s content for good (folder directory, UIDVALIDITY, UID) */
+void mbox_message_key(const struct mbox *mb, size_t i, struct header_cache_key *key);
 
 enum mbox_flag_op { MBOX_FLAGS_SET, MBOX_FLAGS_ADD, MBOX_FLAGS_REMOVE };
 /* mbox_keyword_index - index of keyword name in the view, created when create (-1: unknown, or full) */

@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "header_cache.h"
 #include "log.h"
 #include "maildir.h"
 #include "mailstore_priv.h"
@@ -315,6 +316,17 @@ static void msg_base(const char *file, struct strbuf *out)
 {
     sb_reset(out);
     sb_append(out, file + 4, strcspn(file + 4, ":"));
+}
+
+/* mbox_message_key - the folder directory's identity, the view's UIDVALIDITY, the UID */
+void mbox_message_key(const struct mbox *mb, size_t i, struct header_cache_key *key)
+{
+    const struct view *v = mb->priv;
+
+    key->dev = (uint64_t) v->f.dev;
+    key->ino = (uint64_t) v->f.ino;
+    key->uidvalidity = mb->uidvalidity;
+    key->uid = i < mb->count ? mb->msgs[i].uid : 0;
 }
 
 /* mbox_open_message - the message file of msgs[i], read-only */
