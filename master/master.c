@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -484,6 +485,45 @@ static void detach_stdio(void)
         close(fd);
 }
 
+/*
+ * raise_fd_limit - let every daemon hold as many connections as the system
+ * allows. Service managers start us with a soft RLIMIT_NOFILE of 1024, too few
+ * for an imapd with thousands of IDLE clients; like Postfix's master we raise
+ * the soft limit to the hard one, and as root also the hard limit to what
+ * systemd gives services (524288), bounded by fs.nr_open. Children inherit it.
+ */
+static void raise_fd_limit(void)
+{
+    const rlim_t wanted = 524288;
+    struct rlimit lim;
+    rlim_t  nr_open = wanted;
+    FILE   *fp;
+
+    if (getrlimit(RLIMIT_NOFILE, &lim) < 0)
+        return;
+    if (geteuid() == 0 && lim.rlim_max != RLIM_INFINITY && lim.rlim_max < wanted) {
+        unsigned long long v;
+
+        if ((fp = fopen("/proc/sys/fs/nr_open", "r")) != NULL) {
+            if (fscanf(fp, "%llu", &v) == 1 && v < wanted)
+                nr_open = (rlim_t) v;
+            fclose(fp);
+        }
+        if (nr_open > lim.rlim_max) {
+            struct rlimit raised = {nr_open, nr_open};
+
+            if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+                lim = raised;
+        }
+    }
+    if (lim.rlim_cur < lim.rlim_max) {
+        lim.rlim_cur = lim.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &lim) < 0)
+            msg_warn("cannot raise the open file limit to %llu: %s",
+                     (unsigned long long) lim.rlim_max, strerror(errno));
+    }
+}
+
 /* startup - everything up to the first processes; -1 with err */
 static int startup(struct master_state *ms, struct strbuf *err)
 {
@@ -495,6 +535,7 @@ static int startup(struct master_state *ms, struct strbuf *err)
     if (open_log(ms, ms->cfg, err) < 0)
         return -1;
     log_config_warnings(ms->cfg);
+    raise_fd_limit();
     queue = config_str(ms->cfg, "queue_directory");
     if (chdir(queue) < 0) {
         sb_printf(err, "queue_directory %s: %s", queue, strerror(errno));
