@@ -38,6 +38,7 @@
 #include "mailstore_priv.h"
 #include "mem.h"
 #include "mutf7.h"
+#include "shared_dir.h"
 #include "strbuf.h"
 #include "strlist.h"
 
@@ -96,10 +97,13 @@ bool mstore_name_valid(const char *name, struct strbuf *err)
 struct mstore *mstore_open(int base_fd, const char *path, uint64_t quota_bytes, struct strbuf *err)
 {
     struct mstore *st;
-    int     fd = maildir_open(base_fd, path, true, err);
+    int     fd = shared_dir_adopt(maildir_open(base_fd, path, true, err));
 
-    if (fd < 0)
+    if (fd < 0) {
+        if (err->len == 0)
+            sb_printf(err, "%s: %s", path, strerror(errno));
         return NULL;
+    }
     st = xcalloc(1, sizeof(*st));
     st->root_fd = fd;
     st->path = xstrdup(path);
@@ -113,7 +117,7 @@ void mstore_close(struct mstore *st)
     if (st == NULL)
         return;
     ms_cache_clear(st);
-    close(st->root_fd);
+    shared_dir_release(st->root_fd);
     free(st->path);
     free(st);
 }

@@ -54,6 +54,7 @@
 #include "maildir.h"
 #include "mailstore_priv.h"
 #include "mem.h"
+#include "shared_dir.h"
 #include "strbuf.h"
 
 #define INDEX_MAX_BYTES     (256u * 1024 * 1024)
@@ -1243,14 +1244,15 @@ int ms_folder_open(struct mstore *st, const char *name, struct ms_folder *f, str
     f->fd = f->cur_fd = f->new_fd = -1;
     f->name = xstrdup(ms_is_inbox(name) ? "INBOX" : name);
     ms_dir_name(name, &dir);
+    /* shared with other sessions of this process on the same directories (lib/shared_dir.h) */
     if (strcmp(sb_str(&dir), ".") == 0)
-        f->fd = openat(st->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        f->fd = shared_dir_adopt(openat(st->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     else
-        f->fd = maildir_open_dir(st->root_fd, sb_str(&dir), false, &why);
+        f->fd = shared_dir_adopt(maildir_open_dir(st->root_fd, sb_str(&dir), false, &why));
     if (f->fd >= 0)
-        f->cur_fd = maildir_open_dir(f->fd, "cur", false, &why);
+        f->cur_fd = shared_dir_adopt(maildir_open_dir(f->fd, "cur", false, &why));
     if (f->cur_fd >= 0)
-        f->new_fd = maildir_open_dir(f->fd, "new", false, &why);
+        f->new_fd = shared_dir_adopt(maildir_open_dir(f->fd, "new", false, &why));
     if (f->new_fd < 0 || fstat(f->fd, &sb) != 0) {
         int     saved = errno;
 
@@ -1275,12 +1277,9 @@ int ms_folder_open(struct mstore *st, const char *name, struct ms_folder *f, str
 /* ms_folder_close - release fds and memory */
 void ms_folder_close(struct ms_folder *f)
 {
-    if (f->fd >= 0)
-        close(f->fd);
-    if (f->cur_fd >= 0)
-        close(f->cur_fd);
-    if (f->new_fd >= 0)
-        close(f->new_fd);
+    shared_dir_release(f->fd);
+    shared_dir_release(f->cur_fd);
+    shared_dir_release(f->new_fd);
     ms_index_free(&f->idx);
     for (size_t i = 0; i < MBOX_MAX_KEYWORDS; i++)
         free(f->kw[i]);
