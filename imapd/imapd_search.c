@@ -136,9 +136,16 @@ static void fold_append(struct strbuf *out, const char *text, size_t len)
         uint32_t cp;
         size_t n;
 
-        if (c < 0x80) {
-            sb_putc(out, c == 0 ? ' ' : (int) fold_cp(c));
-            p++;
+        if (c < 0x80) {                 /* a run of ASCII goes in one append */
+            char    run[256];
+            size_t  k = 0;
+
+            while (p < end && *p < 0x80 && k < sizeof(run)) {
+                unsigned char a = *p++;
+
+                run[k++] = (char) (a == 0 ? ' ' : a >= 'A' && a <= 'Z' ? a + 32 : a);
+            }
+            sb_append(out, run, k);
             continue;
         }
         if ((c & 0xE0) == 0xC0) {

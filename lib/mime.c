@@ -53,7 +53,7 @@ struct parser {
     const char *data;
     size_t  len;
     struct node *nodes;
-    size_t  count;
+    size_t  count, cap;                 /* nodes grows up to MIME_MAX_PARTS */
     size_t  stack[MIME_MAX_DEPTH + 1];  /* open nodes, outermost first */
     size_t  sp;
     bool    boundaries_off;             /* MIME_MAX_PARTS reached */
@@ -496,7 +496,15 @@ static void finish_header(struct parser *ps, struct node *nd)
 static size_t new_node(struct parser *ps, size_t parent, size_t off)
 {
     size_t  i = ps->count++;
-    struct node *nd = &ps->nodes[i];
+    struct node *nd;
+
+    if (i >= ps->cap) {                 /* most messages have a part or three: start small */
+        ps->cap = ps->cap ? ps->cap * 2 : 4;
+        if (ps->cap > MIME_MAX_PARTS)
+            ps->cap = MIME_MAX_PARTS;
+        ps->nodes = xreallocarray(ps->nodes, ps->cap, sizeof(*ps->nodes));
+    }
+    nd = &ps->nodes[i];
 
     memset(nd, 0, sizeof(*nd));
     nd->parent = parent;
@@ -646,7 +654,6 @@ struct mime_message *mime_parse(const char *data, size_t len)
     memset(&ps, 0, sizeof(ps));
     ps.data = data;
     ps.len = len;
-    ps.nodes = xcalloc(MIME_MAX_PARTS, sizeof(*ps.nodes));
     new_node(&ps, 0, 0);
 
     for (size_t p = 0; p < len;) {
