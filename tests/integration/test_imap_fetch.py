@@ -160,6 +160,37 @@ class ImapFetchTest(unittest.TestCase):
 
     # ---- FETCH ----
 
+    def test_header_cache_never_crosses_messages(self):
+        """The envelope cache of the imapd process (all these sessions share it) gives each
+        user, folder and UID its own message: alice's and bob's UID 1 in folders of the same
+        name, and a folder deleted and made again with a new message under UID 1."""
+        def envelope_subject(m):
+            r = self.fetch(m, "1", "(ENVELOPE)")
+            return re.search(rb'ENVELOPE \((?:NIL|"[^"]*") "([^"]*)"', r).group(1).decode()
+
+        msg = "From: x@example.org\r\nSubject: %s\r\nMessage-ID: <%s@example.org>\r\n\r\nbody\r\n"
+        a, b = self.login("alice"), self.login("bob")
+        self.folder(a, "CacheX", [(msg % ("alice-one", "a1")).encode()])
+        self.folder(b, "CacheX", [(msg % ("bob-one", "b1")).encode()])
+        for _ in range(2):              # the second round comes from the cache
+            self.assertEqual(envelope_subject(a), "alice-one")
+            self.assertEqual(envelope_subject(b), "bob-one")
+            self.assertEqual(self.search(a, "SUBJECT", "bob-one"), [])
+            self.assertEqual(self.search(b, "SUBJECT", "bob-one"), [1])
+            self.assertEqual(self.search(a, "HEADER", "Message-ID", "a1@"), [1])
+            self.assertEqual(self.search(b, "HEADER", "Message-ID", "a1@"), [])
+        a.select("INBOX")
+        self.assertEqual(a.delete("CacheX")[0], "OK")
+        self.folder(a, "CacheX", [(msg % ("alice-two", "a2")).encode()])
+        self.assertEqual(envelope_subject(a), "alice-two")
+        self.assertEqual(self.search(a, "SUBJECT", "alice-one"), [])
+        self.assertEqual(self.search(a, "SUBJECT", "alice-two"), [1])
+        # a header field the cache does not hold is still searched in the file
+        self.assertEqual(self.search(a, "HEADER", "Content-Type", '""'), [])
+        self.assertEqual(self.search(a, "HEADER", "From", "x@example"), [1])
+        a.logout()
+        b.logout()
+
     def test_corpus_structures_and_sections(self):
         m = self.login()
         names = corpus_names()
