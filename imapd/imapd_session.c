@@ -63,6 +63,7 @@
 #include "service.h"
 #include "strbuf.h"
 #include "tls.h"
+#include "tls_event.h"
 
 #include "imapd.h"
 #include "imapd_priv.h"
@@ -394,47 +395,6 @@ static void setup_bev(struct imapd_session *s)
     set_timeouts(s);
 }
 
-/* tls_bufferevent - TLS on fd (server side, handshake pending); NULL with a warning */
-static struct bufferevent *tls_bufferevent(struct imapd_server *srv, int fd)
-{
-    SSL    *ssl;
-    struct bufferevent *bev;
-
-    if ((ssl = tls_server_ssl(srv->tls)) == NULL) {
-        msg_warn("cannot start TLS: out of memory");
-        return NULL;
-    }
-    bev = bufferevent_openssl_socket_new(srv->svc->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                         BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL) {
-        msg_warn("cannot start TLS: out of memory");
-        SSL_free(ssl);
-        return NULL;
-    }
-    /* A client that just closes the connection has not attacked us: treat it as EOF. */
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
-}
-
-/* tls_error - why a TLS bufferevent failed */
-static void tls_error(struct bufferevent *bev, struct strbuf *out)
-{
-    unsigned long e;
-    char    buf[256];
-    bool    any = false;
-
-    while ((e = bufferevent_get_openssl_error(bev)) != 0) {
-        if (ERR_GET_LIB(e) == 0)
-            continue;
-        ERR_error_string_n(e, buf, sizeof(buf));
-        sb_printf(out, "%s%s", any ? "; " : "", buf);
-        any = true;
-    }
-    if (!any)
-        sb_puts(out, EVUTIL_SOCKET_ERROR() ? strerror(EVUTIL_SOCKET_ERROR())
-                : "connection closed during the TLS handshake");
-}
-
 /* write_capabilities - the capability list for the session's state (no CRLF) */
 static void write_capabilities(struct imapd_session *s)
 {
@@ -488,7 +448,7 @@ static void start_tls(struct imapd_session *s)
 
     if (fd < 0)
         msg_warn("%s: cannot start TLS: %s", s->client_addr, strerror(errno));
-    else if ((tls = tls_bufferevent(s->srv, fd)) == NULL)
+    else if ((tls = tls_event_accept(s->srv->tls, s->srv->svc->base, fd)) == NULL)
         close(fd);
     if (tls == NULL) {
         p->broken = true;
@@ -782,7 +742,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         if (what & BEV_EVENT_TIMEOUT) {
             msg_info("%s: timeout in the TLS handshake", s->client_addr);
         } else {
-            tls_error(s->bev, &why);
+            tls_event_error(s->bev, &why);
             msg_info("%s: TLS handshake failed: %s", s->client_addr, sb_str(&why));
         }
         sb_free(&why);
@@ -811,7 +771,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (what & BEV_EVENT_ERROR) {
         if (p->tls == TLS_ON)
-            tls_error(s->bev, &why);
+            tls_event_error(s->bev, &why);
         else
             sb_puts(&why, strerror(EVUTIL_SOCKET_ERROR()));
         msg_info("%s: connection error: %s", s->client_addr, sb_str(&why));
@@ -864,7 +824,7 @@ void imapd_session_start(struct imapd_server *srv, int fd, const struct sockaddr
     s->priv = p;
     s->srv = srv;
     s->state = IMAPD_NOT_AUTH;
-    s->bev = wrapper ? tls_bufferevent(srv, fd)
+    s->bev = wrapper ? tls_event_accept(srv->tls, srv->svc->base, fd)
         : bufferevent_socket_new(srv->svc->base, fd, BEV_OPT_CLOSE_ON_FREE);
     p->kick = evtimer_new(srv->svc->base, kick_cb, s);
     if (s->bev == NULL || p->kick == NULL) {

@@ -255,8 +255,6 @@ struct bufferevent *smtpd_tls_bufferevent(struct smtpd_server *srv, int fd);
 void smtpd_tls_describe(struct bufferevent *bev, struct strbuf *info, struct strbuf *details);
 /* smtpd_tls_params - after the handshake: protocol, cipher and bits into cl */
 void smtpd_tls_params(struct bufferevent *bev, struct smtpd_client *cl);
-/* smtpd_tls_error - why a TLS bufferevent failed (OpenSSL's errors, or errno) */
-void smtpd_tls_error(struct bufferevent *bev, struct strbuf *out);
 /* smtpd_tls_close - send close_notify before the connection is closed (best effort) */
 void smtpd_tls_close(struct bufferevent *bev);
 

@@ -104,6 +104,7 @@
 #include "mem.h"
 #include "service.h"
 #include "strbuf.h"
+#include "tls_event.h"
 #include "xtext.h"
 
 #include "smtpd.h"
@@ -479,7 +480,7 @@ static void handshake_failed(struct smtpd_session *s, short what)
     if (what & BEV_EVENT_TIMEOUT) {
         msg_info("timeout after %s from %s", s->last_cmd, s->cl.ident);
     } else if (what & BEV_EVENT_ERROR) {
-        smtpd_tls_error(s->bev, &why);
+        tls_event_error(s->bev, &why);
         msg_info("SSL_accept error from %s: %s", s->cl.ident, sb_str(&why));
         msg_info("lost connection after %s from %s", s->last_cmd, s->cl.ident);
     } else {
@@ -528,7 +529,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         struct strbuf why = STRBUF_INIT;
 
         if (s->cl.tls)
-            smtpd_tls_error(s->bev, &why);
+            tls_event_error(s->bev, &why);
         else
             sb_puts(&why, strerror(EVUTIL_SOCKET_ERROR()));
         msg_info("lost connection after %s from %s: %s", after_what(s, buf, sizeof(buf)),

@@ -2,7 +2,7 @@
  * smtpd_tls - STARTTLS (RFC 3207) and implicit TLS (RFC 8314) for smtpd.
  *
  * Interface (smtpd.h): smtpd_tls_init(), smtpd_tls_bufferevent(),
- * smtpd_tls_describe(), smtpd_tls_params(), smtpd_tls_error(), smtpd_tls_close().
+ * smtpd_tls_describe(), smtpd_tls_params(), smtpd_tls_close().
  *
  * smtpd_tls_init() reads smtpd_tls_security_level (none, may, encrypt; empty
  * means none as in Postfix), the wrapper mode, and loads the certificate
@@ -34,6 +34,7 @@
 #include "service.h"
 #include "strbuf.h"
 #include "tls.h"
+#include "tls_event.h"
 
 #include "smtpd.h"
 
@@ -111,25 +112,9 @@ void smtpd_tls_init(struct smtpd_server *srv)
 /* smtpd_tls_bufferevent - TLS on fd (server side, handshake pending); NULL with a warning */
 struct bufferevent *smtpd_tls_bufferevent(struct smtpd_server *srv, int fd)
 {
-    SSL    *ssl;
-    struct bufferevent *bev;
-
     if (srv->tls == NULL)
         msg_panic("smtpd_tls_bufferevent: TLS is not set up");
-    if ((ssl = tls_server_ssl(srv->tls)) == NULL) {
-        msg_warn("cannot start TLS: out of memory");
-        return NULL;
-    }
-    bev = bufferevent_openssl_socket_new(srv->svc->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                         BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL) {
-        msg_warn("cannot start TLS: out of memory");
-        SSL_free(ssl);
-        return NULL;
-    }
-    /* A client that just closes the connection has not attacked us: treat it as EOF. */
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
+    return tls_event_accept(srv->tls, srv->svc->base, fd);
 }
 
 /* smtpd_tls_params - after the handshake: protocol, cipher and bits into cl */
@@ -159,26 +144,6 @@ void smtpd_tls_describe(struct bufferevent *bev, struct strbuf *info, struct str
         return;
     }
     tls_describe(ssl, info, details);
-}
-
-/* smtpd_tls_error - why a TLS bufferevent failed (OpenSSL's errors, or errno) */
-void smtpd_tls_error(struct bufferevent *bev, struct strbuf *out)
-{
-    unsigned long e;
-    char    buf[256];
-    bool    any = false;
-
-    while ((e = bufferevent_get_openssl_error(bev)) != 0) {
-        /* libevent also queues SSL_get_error() codes (library 0): no text to show. */
-        if (ERR_GET_LIB(e) == 0)
-            continue;
-        ERR_error_string_n(e, buf, sizeof(buf));
-        sb_printf(out, "%s%s", any ? "; " : "", buf);
-        any = true;
-    }
-    if (!any)
-        sb_puts(out, EVUTIL_SOCKET_ERROR() ? strerror(EVUTIL_SOCKET_ERROR())
-                : "connection closed during the TLS handshake");
 }
 
 /* smtpd_tls_close - send close_notify before the connection is closed (best effort) */
