@@ -19,10 +19,24 @@
  * array of {queue_id, queue, arrival, size, sender, recipients: [{address,
  * state, reason}]} with every recipient; an unreadable file has "error" set.
  *
- * The other queue operations (show, delete, hold, release, flush, requeue)
- * come later; they answer "not available yet". Exit status: 0 listed, 1 the
- * queue could not be read completely (configuration, directory, permission),
- * 2 usage.
+ *   postctl queue show ID
+ *   postctl queue delete ID...|ALL [--deferred]
+ *   postctl queue hold ID...|ALL
+ *   postctl queue release ID...|ALL
+ *   postctl queue flush
+ *
+ * show prints one message's envelope, schedule and every recipient with its
+ * state and reason. delete, hold and release work as Postfix's postsuper -d,
+ * -h and -H: delete removes files from incoming/, deferred/ and hold/
+ * (--deferred: with ALL, deferred/ only), hold moves incoming/ and deferred/
+ * files to hold/, where qmgr never looks, release moves them back to
+ * deferred/ and has qmgr try them now. A message in active/ is being
+ * delivered: it is left alone and reported. qmgr copes with a file that
+ * vanishes under it (it treats the name as deleted). flush asks qmgr
+ * ("type=flush" on private/qmgr) to try every deferred message now. IDs are
+ * checked with queue_id_valid() before they name a file. requeue comes
+ * later. Exit status: 0 done, 1 something could not be read or done
+ * (configuration, directory, permission, no such message), 2 usage.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -36,6 +50,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ipc.h"
 #include "json.h"
 #include "mem.h"
 #include "queue_file.h"
@@ -72,6 +87,11 @@ static void queue_usage(FILE *out)
 {
     fprintf(out,
             "usage: postctl queue list [--json]\n"
+            "       postctl queue show ID\n"
+            "       postctl queue delete ID...|ALL [--deferred]\n"
+            "       postctl queue hold ID...|ALL\n"
+            "       postctl queue release ID...|ALL\n"
+            "       postctl queue flush\n"
             "\n"
             "List the messages in the queue (like mailq): queue ID (\"*\" active, \"!\" on hold),\n"
             "size, arrival time, sender, then the recipients still to be delivered, each group\n"
@@ -80,7 +100,10 @@ static void queue_usage(FILE *out)
             "  --json   an array of {queue_id, queue, arrival, size, sender,\n"
             "           recipients: [{address, state, reason}]}\n"
             "\n"
-            "Not available yet: show ID, delete ID|ALL, hold ID, release ID, flush, requeue.\n");
+            "\n"
+            "show: one message's envelope, schedule and recipients. delete, hold, release: like\n"
+            "postsuper -d, -h, -H (release moves held mail back to deferred/ and flushes).\n"
+            "flush: qmgr tries every deferred message now. Not available yet: requeue.\n");
 }
 
 /* entry_add - a fresh slot in the listing */
@@ -294,13 +317,35 @@ static void list_json(const struct queue_listing *l, struct strbuf *out)
 }
 
 /* queue_list - "postctl queue list [--json]" */
+/* open_queue - the configuration and a descriptor of queue_directory; -1 after a message */
+static int open_queue(struct postctl *ctl, struct config **cfg, int *qfd)
+{
+    struct strbuf err = STRBUF_INIT;
+    const char *qdir;
+
+    if ((*cfg = config_load(ctl->config_dir, &err)) == NULL) {
+        fprintf(stderr, "postctl queue: %s\n", sb_str(&err));
+        sb_free(&err);
+        return -1;
+    }
+    sb_free(&err);
+    qdir = config_str(*cfg, "queue_directory");
+    *qfd = open(qdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*qfd < 0) {
+        fprintf(stderr, "postctl queue: queue_directory %s: %s; check main.cf or run postctl init\n",
+                qdir, strerror(errno));
+        config_free(*cfg);
+        return -1;
+    }
+    return 0;
+}
+
 static int queue_list(struct postctl *ctl, int argc, char **argv)
 {
     struct strbuf err = STRBUF_INIT;
     struct strbuf out = STRBUF_INIT;
     struct queue_listing l = {NULL, 0, 0, false};
     struct config *cfg;
-    const char *qdir;
     bool    json = false;
     int     qfd;
     int     rc = POSTCTL_OK;
@@ -314,20 +359,8 @@ static int queue_list(struct postctl *ctl, int argc, char **argv)
             return POSTCTL_USAGE;
         }
     }
-    if ((cfg = config_load(ctl->config_dir, &err)) == NULL) {
-        fprintf(stderr, "postctl queue: %s\n", sb_str(&err));
-        sb_free(&err);
+    if (open_queue(ctl, &cfg, &qfd) < 0)
         return POSTCTL_FAILED;
-    }
-    qdir = config_str(cfg, "queue_directory");
-    qfd = open(qdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (qfd < 0) {
-        fprintf(stderr, "postctl queue: queue_directory %s: %s; check main.cf or run postctl init\n",
-                qdir, strerror(errno));
-        config_free(cfg);
-        sb_free(&err);
-        return POSTCTL_FAILED;
-    }
     for (size_t q = 0; q < sizeof(queue_names) / sizeof(queue_names[0]); q++)
         if (scan_queue(&l, qfd, queue_names[q]) < 0)
             l.incomplete = true;
@@ -352,10 +385,252 @@ static int queue_list(struct postctl *ctl, int argc, char **argv)
     return rc;
 }
 
+/* qmgr_flush - "type=flush" to qmgr; -1 after a message when it cannot be reached */
+static int qmgr_flush(int qfd)
+{
+    struct strbuf err = STRBUF_INIT;
+    struct ipc_record rec;
+    int     cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), sock = -1, rc = -1;
+
+    /* ipc_connect takes a path relative to the queue directory, as the daemons see it */
+    if (cwd >= 0 && fchdir(qfd) == 0) {
+        sock = ipc_connect("private/qmgr", 2000, &err);
+        if (fchdir(cwd) != 0) {
+            /* the cwd only matters for relative paths, and there are none after this */
+        }
+    }
+    if (cwd >= 0)
+        close(cwd);
+    ipc_init(&rec, "flush");
+    if (sock >= 0 && ipc_send(sock, &rec, -1, 2000, &err) == 0)
+        rc = 0;
+    else
+        fprintf(stderr, "postctl queue: cannot reach qmgr (is the instance running?): %s\n",
+                err.len ? sb_str(&err) : strerror(errno));
+    if (sock >= 0)
+        close(sock);
+    ipc_free(&rec);
+    sb_free(&err);
+    return rc;
+}
+
+/* find_message - the queue directory holding ID, or NULL */
+static const char *find_message(int qfd, const char *id)
+{
+    char    path[64];
+    struct stat st;
+
+    for (size_t q = 0; q < sizeof(queue_names) / sizeof(queue_names[0]); q++) {
+        snprintf(path, sizeof(path), "%s/%s", queue_names[q], id);
+        if (fstatat(qfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            return queue_names[q];
+    }
+    return NULL;
+}
+
+/* put_field - "name: value\n" with the value made printable */
+static void put_field(struct strbuf *out, const char *name, const char *value)
+{
+    if (value == NULL || *value == '\0')
+        return;
+    sb_printf(out, "%s: ", name);
+    put_text(out, value);
+    sb_putc(out, '\n');
+}
+
+/* queue_show - one message in full */
+static int queue_show(struct postctl *ctl, int argc, char **argv)
+{
+    struct queue_listing l = {NULL, 0, 0, false};
+    struct strbuf out = STRBUF_INIT;
+    struct config *cfg;
+    const char *queue;
+    char    when[32];
+    int     qfd, subfd, rc = POSTCTL_FAILED;
+
+    if (argc != 3) {
+        queue_usage(stderr);
+        return POSTCTL_USAGE;
+    }
+    if (!queue_id_valid(argv[2])) {
+        fprintf(stderr, "postctl queue show: '%s' is not a queue ID\n", argv[2]);
+        return POSTCTL_USAGE;
+    }
+    if (open_queue(ctl, &cfg, &qfd) < 0)
+        return POSTCTL_FAILED;
+    if ((queue = find_message(qfd, argv[2])) == NULL) {
+        fprintf(stderr, "postctl queue show: %s: no such message in the queue\n", argv[2]);
+    } else if ((subfd = openat(qfd, queue, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+        read_entry(&l, subfd, queue, argv[2]);
+        close(subfd);
+    }
+    if (l.count == 1 && l.items[0].ok) {
+        const struct queue_file *qf = &l.items[0].qf;
+        const struct queue_envelope *env = &qf->env;
+
+        sb_printf(&out, "queue_id: %s\nqueue: %s\n", env->queue_id, queue);
+        format_time(env->arrival, when);
+        sb_printf(&out, "arrival: %s\n", when);
+        sb_puts(&out, "sender: ");
+        put_text(&out, *env->sender ? env->sender : "<> (MAILER-DAEMON)");
+        sb_printf(&out, "\nsize: %llu\n", (unsigned long long) qf->message_length);
+        put_field(&out, "client_name", env->client_name);
+        put_field(&out, "client_address", env->client_addr);
+        put_field(&out, "helo", env->helo);
+        put_field(&out, "protocol", env->protocol);
+        put_field(&out, "body_type", env->body_type);
+        put_field(&out, "envid", env->envid);
+        put_field(&out, "ret", env->ret);
+        if (env->smtputf8)
+            sb_puts(&out, "smtputf8: yes\n");
+        sb_printf(&out, "attempts: %u\n", qf->attempts);
+        if (qf->next_attempt > 0) {
+            format_time(qf->next_attempt, when);
+            sb_printf(&out, "next_attempt: %s\n", when);
+        }
+        for (size_t r = 0; r < env->nrcpt; r++) {
+            const struct queue_rcpt *rc = &env->rcpts[r];
+
+            sb_puts(&out, "recipient: ");
+            put_text(&out, rc->address);
+            sb_printf(&out, " (%s)", queue_rcpt_state_name(rc->state));
+            if (*rc->reason) {
+                sb_puts(&out, ": ");
+                put_text(&out, rc->reason);
+            }
+            sb_putc(&out, '\n');
+            put_field(&out, "  orcpt", rc->orcpt);
+        }
+        fwrite(out.data, 1, out.len, stdout);
+        rc = fflush(stdout) == 0 ? POSTCTL_OK : POSTCTL_FAILED;
+    }
+    close(qfd);
+    listing_free(&l);
+    config_free(cfg);
+    sb_free(&out);
+    return rc;
+}
+
+enum queue_op { OP_DELETE, OP_HOLD, OP_RELEASE };
+
+/* op_one - do op to ID if it is in one of the queues op takes from; 1 done, 0 not there, -1 failed */
+static int op_one(int qfd, enum queue_op op, bool deferred_only, const char *id, bool quiet_absent)
+{
+    static const char *const from_delete[] = {"incoming", "deferred", "hold", NULL};
+    static const char *const from_hold[] = {"incoming", "deferred", NULL};
+    static const char *const from_release[] = {"hold", NULL};
+    static const char *const from_deferred[] = {"deferred", NULL};
+    const char *const *from = op == OP_HOLD ? from_hold : op == OP_RELEASE ? from_release
+                              : deferred_only ? from_deferred : from_delete;
+    char    src[64], dst[64];
+    struct stat st;
+
+    for (; *from != NULL; from++) {
+        snprintf(src, sizeof(src), "%s/%s", *from, id);
+        if (op == OP_DELETE) {
+            if (unlinkat(qfd, src, 0) == 0)
+                return 1;
+        } else {
+            snprintf(dst, sizeof(dst), "%s/%s", op == OP_HOLD ? "hold" : "deferred", id);
+            if (renameat2(qfd, src, qfd, dst, RENAME_NOREPLACE) == 0)
+                return 1;
+        }
+        if (errno != ENOENT) {
+            fprintf(stderr, "postctl queue: %s: %s\n", src, strerror(errno));
+            return -1;
+        }
+    }
+    snprintf(src, sizeof(src), "active/%s", id);
+    if (fstatat(qfd, src, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        fprintf(stderr, "postctl queue: %s is being delivered now; try again in a moment\n", id);
+        return -1;
+    }
+    if (!quiet_absent)
+        fprintf(stderr, "postctl queue: %s: no such message%s\n", id,
+                op == OP_RELEASE ? " on hold" : "");
+    return quiet_absent ? 0 : -1;
+}
+
+/* queue_change - delete, hold or release the named messages or ALL */
+static int queue_change(struct postctl *ctl, enum queue_op op, int argc, char **argv)
+{
+    static const char *const verbs[] = {"Deleted", "Placed on hold", "Released from hold"};
+    struct queue_listing l = {NULL, 0, 0, false};
+    struct config *cfg;
+    bool    all = false, deferred_only = false, failed = false;
+    size_t  done = 0, nids = 0;
+    int     qfd;
+
+    for (int i = 2; i < argc; i++) {
+        if (op == OP_DELETE && strcmp(argv[i], "--deferred") == 0) {
+            deferred_only = true;
+        } else if (strcmp(argv[i], "ALL") == 0) {
+            all = true;
+        } else if (queue_id_valid(argv[i])) {
+            nids++;
+        } else {
+            fprintf(stderr, "postctl queue %s: '%s' is not a queue ID\n", argv[1], argv[i]);
+            return POSTCTL_USAGE;
+        }
+    }
+    if ((all && nids > 0) || (!all && nids == 0) || (deferred_only && !all)) {
+        queue_usage(stderr);
+        return POSTCTL_USAGE;
+    }
+    if (open_queue(ctl, &cfg, &qfd) < 0)
+        return POSTCTL_FAILED;
+    if (all) {
+        /* The files there now; a message that moves on meanwhile is just not found. */
+        for (size_t q = 0; q < sizeof(queue_names) / sizeof(queue_names[0]); q++)
+            if (strcmp(queue_names[q], "active") != 0 && scan_queue(&l, qfd, queue_names[q]) < 0)
+                failed = true;
+        for (size_t i = 0; i < l.count; i++) {
+            int     r = op_one(qfd, op, deferred_only, l.items[i].id, true);
+
+            if (r > 0)
+                done++;
+            else if (r < 0)
+                failed = true;
+        }
+    } else {
+        for (int i = 2; i < argc; i++) {
+            int     r = op_one(qfd, op, false, argv[i], false);
+
+            if (r > 0)
+                done++;
+            else
+                failed = true;
+        }
+    }
+    printf("postctl queue: %s: %zu message%s\n", verbs[op], done, done == 1 ? "" : "s");
+    if (op == OP_RELEASE && done > 0 && qmgr_flush(qfd) < 0)
+        failed = true;
+    close(qfd);
+    listing_free(&l);
+    config_free(cfg);
+    return failed ? POSTCTL_FAILED : POSTCTL_OK;
+}
+
+/* queue_flush_cmd - postctl queue flush */
+static int queue_flush_cmd(struct postctl *ctl, int argc)
+{
+    struct config *cfg;
+    int     qfd, rc;
+
+    if (argc != 2) {
+        queue_usage(stderr);
+        return POSTCTL_USAGE;
+    }
+    if (open_queue(ctl, &cfg, &qfd) < 0)
+        return POSTCTL_FAILED;
+    rc = qmgr_flush(qfd) == 0 ? POSTCTL_OK : POSTCTL_FAILED;
+    close(qfd);
+    config_free(cfg);
+    return rc;
+}
+
 int cmd_queue(struct postctl *ctl, int argc, char **argv)
 {
-    static const char *const later[] = {"show", "delete", "hold", "release", "flush", "requeue"};
-
     if (postctl_wants_help(argc, argv)) {
         queue_usage(stdout);
         return POSTCTL_OK;
@@ -366,11 +641,19 @@ int cmd_queue(struct postctl *ctl, int argc, char **argv)
     }
     if (strcmp(argv[1], "list") == 0)
         return queue_list(ctl, argc, argv);
-    for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++) {
-        if (strcmp(argv[1], later[i]) == 0) {
-            fprintf(stderr, "postctl queue: %s is not available yet\n", argv[1]);
-            return POSTCTL_FAILED;
-        }
+    if (strcmp(argv[1], "show") == 0)
+        return queue_show(ctl, argc, argv);
+    if (strcmp(argv[1], "delete") == 0)
+        return queue_change(ctl, OP_DELETE, argc, argv);
+    if (strcmp(argv[1], "hold") == 0)
+        return queue_change(ctl, OP_HOLD, argc, argv);
+    if (strcmp(argv[1], "release") == 0)
+        return queue_change(ctl, OP_RELEASE, argc, argv);
+    if (strcmp(argv[1], "flush") == 0)
+        return queue_flush_cmd(ctl, argc);
+    if (strcmp(argv[1], "requeue") == 0) {
+        fprintf(stderr, "postctl queue: requeue is not available yet\n");
+        return POSTCTL_FAILED;
     }
     fprintf(stderr, "postctl queue: unknown subcommand '%s'\n", argv[1]);
     queue_usage(stderr);
