@@ -30,6 +30,7 @@
 #include "directory.h"
 #include "ipc.h"
 #include "log.h"
+#include "map.h"
 #include "mem.h"
 #include "queue_file.h"
 #include "service.h"
@@ -206,6 +207,9 @@ static void qmgr_init(struct service *svc)
     if (qmgr.dir == NULL)
         msg_fatal("%s", sb_str(&err));
     directory_watch(qmgr.dir, svc);
+    qmgr.transport_maps = maplist_open(config_str(svc->cfg, "transport_maps"), &err);
+    if (qmgr.transport_maps == NULL)
+        msg_fatal("transport_maps: %s", sb_str(&err));
     raise_fd_limit();
     qmgr_deliver_init(svc);
     svc->app = &qmgr;

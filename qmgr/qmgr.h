@@ -86,6 +86,7 @@ struct qmgr_transport;
 struct qmgr {
     struct service *svc;
     struct directory *dir;
+    struct maplist *transport_maps;     /* transport_maps, opened at start */
     int     queue_dirfd;
     /* settings */
     long long queue_run_delay;

@@ -24,6 +24,11 @@
  *   alias    an address without alias there is unknown: bounced 5.1.1
  *   local, relay, other
  *            deferred 4.4.0: no smtp transport yet
+ * Before that, transport_maps is looked up (the full address, then the
+ * domain, then each parent domain as ".parent", as Postfix does). Two of
+ * its results are final in qmgr itself: "error:TEXT" bounces with TEXT
+ * (5.0.0 unless TEXT starts with a status code), "discard:" delivers to
+ * nowhere. Any other result is left to the class rules above.
  * Table failures defer (4.3.0). Permanent alias failures (loops, limits)
  * bounce with 5.4.6 (RFC 3463: routing loop detected).
  */
@@ -39,6 +44,7 @@
 #include "directory.h"
 #include "service.h"
 #include "log.h"
+#include "map.h"
 #include "mem.h"
 #include "queue_file.h"
 #include "strbuf.h"
@@ -260,6 +266,54 @@ out:
     return result;
 }
 
+/* transport_lookup - transport_maps for an address: MAP_FOUND with the entry in buf */
+static enum map_status transport_lookup(const char *address, struct strbuf *buf)
+{
+    struct strbuf key = STRBUF_INIT;
+    const char *at = strrchr(address, '@');
+    enum map_status st;
+
+    if (qmgr.transport_maps == NULL || maplist_empty(qmgr.transport_maps))
+        return MAP_NOTFOUND;
+    sb_set(&key, address);
+    sb_lowercase(&key);
+    st = maplist_lookup(qmgr.transport_maps, sb_str(&key), buf);
+    if (st == MAP_NOTFOUND && at != NULL && at[1] != '\0') {
+        const char *dom = sb_str(&key) + (at - address) + 1;
+
+        st = maplist_lookup(qmgr.transport_maps, dom, buf);
+        for (const char *dot = strchr(dom, '.'); st == MAP_NOTFOUND && dot != NULL; dot = strchr(dot + 1, '.'))
+            st = maplist_lookup(qmgr.transport_maps, dot, buf);
+    }
+    sb_free(&key);
+    return st;
+}
+
+/* transport_final - error: and discard: entries; true when the result is recorded */
+static bool transport_final(struct qmgr_message *msg, size_t i, const char *entry)
+{
+    if (strncasecmp(entry, "discard:", 8) == 0) {
+        qmgr_rcpt_result(msg, i, QUEUE_RCPT_DELIVERED, "2.0.0", "discarded", "none", true);
+        return true;
+    }
+    if (strncasecmp(entry, "error:", 6) == 0) {
+        char    dsn[16] = "5.0.0";
+        const char *text = entry + 6;
+        size_t  n = strspn(text, "0123456789.");
+
+        if (n >= 5 && n < sizeof(dsn) && text[0] == '5' && text[1] == '.' && (text[n] == ' ' || text[n] == '\0')) {
+            memcpy(dsn, text, n);
+            dsn[n] = '\0';
+            text += n;
+            text += strspn(text, " ");
+        }
+        qmgr_rcpt_result(msg, i, QUEUE_RCPT_BOUNCED, dsn, *text ? text : "mail delivery disabled by transport_maps",
+                         "none", true);
+        return true;
+    }
+    return false;
+}
+
 /* route_one - the transport for a final recipient, or NULL with its result recorded */
 static struct qmgr_transport *route_one(struct qmgr_message *msg, size_t i, struct strbuf *buf)
 {
@@ -268,6 +322,18 @@ static struct qmgr_transport *route_one(struct qmgr_message *msg, size_t i, stru
     enum domain_class cls;
     struct qmgr_transport *tr;
 
+    switch (transport_lookup(address, buf)) {
+    case MAP_FOUND:
+        if (transport_final(msg, i, sb_str(buf)))
+            return NULL;
+        break;
+    case MAP_NOTFOUND:
+        break;
+    case MAP_TEMPFAIL:
+    default:
+        qmgr_rcpt_result(msg, i, QUEUE_RCPT_DEFERRED, "4.3.0", "transport_maps lookup failed", "none", true);
+        return NULL;
+    }
     if (directory_classify(qmgr.dir, at ? at + 1 : "", &cls) != DIRECTORY_OK) {
         qmgr_rcpt_result(msg, i, QUEUE_RCPT_DEFERRED, "4.3.0", "domain table lookup failed", "none", true);
         return NULL;

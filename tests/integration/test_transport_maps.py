@@ -1,0 +1,69 @@
+"""transport_maps entries that qmgr settles itself: error:TEXT bounces the recipient with TEXT
+(and its status code when TEXT starts with one), discard: delivers to nowhere. Keys are
+tried as Postfix does: full address, domain, then ".parent" domains; an address entry beats the
+mailbox route of a local domain. Recipients without an entry route as before."""
+import glob
+import re
+import smtplib
+import unittest
+
+from postern_test import Instance, main, wait_until
+
+DOMAIN = "example.test"
+
+
+class TransportMapsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.inst = Instance("transport")
+        i = cls.inst
+        tmap = i.path("etc", "transport")
+        with open(tmap, "w") as f:
+            f.write("bounce.test   error:5.7.1 no mail for this domain\n"
+                    "Discard.Test  discard:\n"
+                    ".sub.test     error:parent rule\n"
+                    "gone@%s       discard:\n" % DOMAIN)
+        i.set_main_cf(mynetworks="127.0.0.1/32", transport_maps="texthash:" + tmap,
+                      minimal_backoff_time="1s", maximal_backoff_time="2s", queue_run_delay="1s")
+        i.postctl("domain", "add", DOMAIN)
+        i.postctl("user", "add", "alice@" + DOMAIN, "--password-stdin", input="alice-pw\n")
+        i.postctl("user", "add", "gone@" + DOMAIN, "--password-stdin", input="gone-pw\n")
+        i.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.inst.cleanup()
+
+    def result(self, rcpt):
+        """(dsn, status, reason) of the log line for rcpt, or None."""
+        m = re.search(r"to=<%s>.*, dsn=([0-9.]+), status=(\w+) \((.*)\)" % re.escape(rcpt), self.inst.log())
+        return m.groups() if m else None
+
+    def test_entries(self):
+        i = self.inst
+        rcpts = ["x@bounce.test", "y@discard.test", "z@a.b.sub.test", "gone@" + DOMAIN, "alice@" + DOMAIN]
+        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+            s.sendmail("alice@" + DOMAIN, rcpts, b"Subject: routed\r\n\r\nbody\r\n")
+        self.assertTrue(wait_until(lambda: all(self.result(r) for r in rcpts), timeout=20), i.log())
+        self.assertEqual(self.result("x@bounce.test"), ("5.7.1", "bounced", "no mail for this domain"))
+        self.assertEqual(self.result("y@discard.test")[:2], ("2.0.0", "sent"))
+        self.assertEqual(self.result("z@a.b.sub.test"), ("5.0.0", "bounced", "parent rule"))
+        self.assertEqual(self.result("gone@" + DOMAIN)[:2], ("2.0.0", "sent"))
+        self.assertEqual(self.result("alice@" + DOMAIN)[1], "sent")
+        # the discarded mailbox got nothing, alice got the message
+        self.assertEqual(glob.glob(i.path("mail", DOMAIN, "gone", "new", "*")), [])
+        self.assertEqual(len(glob.glob(i.path("mail", DOMAIN, "alice", "new", "*"))), 1)
+        # every recipient is final: nothing left in the queue
+        self.assertTrue(wait_until(lambda: "Mail queue is empty" in i.postctl("queue", "list"), timeout=15),
+                        i.postctl("queue", "list"))
+
+    def test_no_entry_still_waits(self):
+        i = self.inst
+        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+            s.sendmail("alice@" + DOMAIN, ["w@other.test"], b"Subject: waits\r\n\r\nbody\r\n")
+        self.assertTrue(wait_until(lambda: self.result("w@other.test"), timeout=20), i.log())
+        self.assertEqual(self.result("w@other.test")[1], "deferred")
+
+
+if __name__ == "__main__":
+    main()
