@@ -441,6 +441,17 @@ static void set_death_signal(void)
         msg_warn("prctl PR_SET_PDEATHSIG: %m");
 }
 
+/* block_hup - hold SIGHUP back (master also blocks it across exec) or let it in */
+static void block_hup(bool block)
+{
+    sigset_t hup;
+
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    if (sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &hup, NULL) != 0)
+        msg_warn("sigprocmask: %m");
+}
+
 /* start_events - listeners, signals and timers; the base exists */
 static void start_events(void)
 {
@@ -457,6 +468,7 @@ static void start_events(void)
         if (sig_events[i] == NULL || evsignal_add(sig_events[i], NULL) != 0)
             msg_fatal("cannot handle signal %d", signals[i]);
     }
+    block_hup(false);                   /* a SIGHUP that came early is delivered now */
     for (int i = 0; i < listener_count; i++) {
         if (listeners[i].fd < 0)
             continue;
@@ -571,7 +583,7 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
 
     ensure_std_fds();
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
+    block_hup(true);                    /* until start_events() can act on a reload */
     orig_ppid = getppid();
     set_death_signal();
     log_init(NULL, ops->program);

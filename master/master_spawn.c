@@ -95,15 +95,16 @@ static void __attribute__((noreturn)) child_exec(struct master_state *ms, struct
                                                   char **argv, int *high, int status_w)
 {
     size_t  n = serv->nlisteners;
-    sigset_t none;
+    sigset_t only_hup;
     char    count[24];
     char    status_fd[24];
     int     null;
 
     for (int sig = 1; sig < NSIG; sig++)
         (void) signal(sig, SIG_DFL);
-    sigemptyset(&none);
-    /* The mask is cleared last, when libevent's handlers can no longer run. */
+    sigemptyset(&only_hup);
+    sigaddset(&only_hup, SIGHUP);
+    /* The mask (all but SIGHUP) is cleared last, when libevent's handlers can no longer run. */
 
     null = open("/dev/null", O_RDWR);
     if (null < 0)
@@ -133,7 +134,9 @@ static void __attribute__((noreturn)) child_exec(struct master_state *ms, struct
     snprintf(status_fd, sizeof(status_fd), "%zu", 3 + n);
     if (setenv("POSTERN_LISTEN_FDS", count, 1) < 0 || setenv("POSTERN_STATUS_FD", status_fd, 1) < 0)
         _exit(126);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* A reload's SIGHUP right after the fork must not kill a daemon that cannot take it yet:
+     * it stays pending (blocked across exec) until the service unblocks it (lib/service.c). */
+    sigprocmask(SIG_SETMASK, &only_hup, NULL);
     execv(serv->path, argv);
     _exit(127);
 }
