@@ -28,6 +28,12 @@
  * have their own, larger cap (memory); past it the FAIL goes out at once.
  */
 #define AUTHD_MAX_DELAYED       4096
+/*
+ * Passwords waiting for or in a worker thread, per connection: a burst of
+ * logins from one smtpd's many sessions queues up to this many; past it,
+ * "FAIL temp" (the hashing is the bottleneck then, not the queue).
+ */
+#define AUTHD_MAX_VERIFYING     1024
 #define AUTHD_MAX_OUTPUT        (256 * 1024)  /* unread replies before we drop a client */
 
 struct bufferevent;
@@ -41,6 +47,7 @@ struct authd_client {
     unsigned long cpid;                 /* the client's pid from CPID, 0 until sent */
     bool    handshaken;                 /* VERSION received */
     unsigned nrequests;                 /* in flight: counted against AUTHD_MAX_REQUESTS */
+    unsigned nverifying;                /* passwords being checked: against AUTHD_MAX_VERIFYING */
     unsigned ndelayed;                  /* decided FAILs waiting: against AUTHD_MAX_DELAYED */
     LIST_HEAD(, authd_request) requests;
     LIST_ENTRY(authd_client) link;

@@ -16,10 +16,15 @@
  * default scheme when there is no real one) and produce the same FAIL line;
  * only the log says which it was. A user whose hash uses a slower scheme
  * (ARGON2ID) than the default is distinguishable by timing; the delay on
- * every failure dwarfs that difference. Hashing runs inline in the event
- * loop: SHA512-CRYPT costs ~1-5 ms, so one process handles hundreds of
- * logins per second; with ARGON2ID (tens of ms) a worker thread or more
- * processes would be the next step.
+ * every failure dwarfs that difference.
+ *
+ * The password check runs in auth_worker_threads threads (lib/worker_pool.h),
+ * not in the event loop: an ARGON2ID or BLF-CRYPT hash costs tens of
+ * milliseconds, and meanwhile every other client's handshake, lockout answer
+ * and delayed FAIL must go on. The passdb is looked up in the loop (a hash
+ * table); the job gets its own copies of the stored hash and the password,
+ * and the request waits in VERIFYING. A request whose client went away while
+ * its hash was checked is forgotten when the job comes back.
  *
  * Brute-force defence (lib/auth_throttle.h): failures are counted per client
  * IP (rip=, IPv6 per /64; requests without rip= count per user only) and per
@@ -47,6 +52,7 @@
 #include "mem.h"
 #include "password.h"
 #include "strbuf.h"
+#include "worker_pool.h"
 
 #include "authd.h"
 
@@ -57,7 +63,9 @@
 #define REASON_LOCKED   "Too many failed login attempts, try again later"
 
 enum mech { MECH_PLAIN, MECH_LOGIN };
-enum state { WAIT_PLAIN, WAIT_LOGIN_USER, WAIT_LOGIN_PASS, REPLY_DELAYED };
+enum state { WAIT_PLAIN, WAIT_LOGIN_USER, WAIT_LOGIN_PASS, VERIFYING, REPLY_DELAYED };
+
+struct verify_job;
 
 struct authd_request {
     LIST_ENTRY(authd_request) link;
@@ -72,7 +80,22 @@ struct authd_request {
     struct strbuf login_user;           /* LOGIN: the name from the first round */
     struct strbuf reply;                /* REPLY_DELAYED: the FAIL line to send */
     struct event *timer;                /* waiting: request timeout; delayed: the delay */
+    struct verify_job *job;             /* VERIFYING: the password check under way */
 };
+
+/* A password check handed to a worker thread: everything it needs, copied. */
+struct verify_job {
+    struct authd_request *req;          /* NULL once the request is gone */
+    char   *user;                       /* lower-cased login name */
+    char   *authzid;
+    char   *password;                   /* the client's; wiped when done */
+    char   *stored;                     /* the hash to check against (maybe the dummy's) */
+    bool    known;                      /* the user is in the passdb */
+    bool    has_password;               /* ... with a real hash */
+    bool    match;                      /* set by the thread */
+};
+
+static struct worker_pool *verifiers;
 
 static char *dummy_hash;                /* verified against when there is no real hash */
 
@@ -93,14 +116,38 @@ static const char *log_rip(struct authd_request *req)
     return req->log_rip;
 }
 
+/*
+ * state_counter - the client's count of requests in this state: waiting for
+ * the client (against AUTHD_MAX_REQUESTS), being verified (AUTHD_MAX_VERIFYING)
+ * or a decided FAIL waiting out its delay (AUTHD_MAX_DELAYED)
+ */
+static unsigned *state_counter(struct authd_client *cl, enum state state)
+{
+    switch (state) {
+    case VERIFYING:
+        return &cl->nverifying;
+    case REPLY_DELAYED:
+        return &cl->ndelayed;
+    default:
+        return &cl->nrequests;
+    }
+}
+
+/* set_state - move req to another state, keeping the counts right */
+static void set_state(struct authd_request *req, enum state state)
+{
+    *state_counter(req->cl, req->state) -= 1;
+    req->state = state;
+    *state_counter(req->cl, req->state) += 1;
+}
+
 /* request_free - forget req; its client stays */
 static void request_free(struct authd_request *req)
 {
+    if (req->job != NULL)
+        req->job->req = NULL;
     LIST_REMOVE(req, link);
-    if (req->state == REPLY_DELAYED)
-        req->cl->ndelayed--;
-    else
-        req->cl->nrequests--;
+    *state_counter(req->cl, req->state) -= 1;
     authd.requests_active--;
     event_free(req->timer);
     if (req->login_user.data)
@@ -219,86 +266,65 @@ static long long count_failure(const char *key, long long now, const char *what)
     return delay;
 }
 
-/* authenticate - check user/password and answer (at once, or after the failure delay) */
-static void authenticate(struct authd_request *req, const char *authzid, const char *login,
-                         const char *password)
+/* verify_work - in a worker thread: the one password hash of the request */
+static void verify_work(void *arg)
 {
-    struct strbuf user = STRBUF_INIT;
-    struct strbuf ipkey = STRBUF_INIT;
-    struct strbuf userkey = STRBUF_INIT;
+    struct verify_job *job = arg;
+
+    job->match = password_verify(job->stored, job->password) && job->has_password;
+}
+
+/* verify_job_free - wipe the password and drop the copies */
+static void verify_job_free(struct verify_job *job)
+{
+    explicit_bzero(job->password, strlen(job->password));
+    free(job->password);
+    free(job->user);
+    free(job->authzid);
+    free(job->stored);
+    free(job);
+}
+
+/* reply_ok - the login is good: OK with what imapd needs of the userdb */
+static void reply_ok(struct authd_request *req, const struct authd_user *u)
+{
+    struct strbuf line = STRBUF_INIT;
+
+    msg_info("login: user=<%s>, rip=%s, service=%s, mech=%s%s", u->name, log_rip(req),
+             req->service, mech_names[req->mech], req->secured ? ", secured" : "");
+    auth_server_ok(&line, req->id, u->name);
+    if (u->quota_bytes > 0 && strcmp(req->service, "imap") == 0) {
+        /* userdb data for imapd, on the OK line as extra fields do */
+        sb_truncate(&line, sb_len(&line) - 1);      /* the "\n" */
+        sb_printf(&line, "\tuserdb_quota_rule=*:bytes=%llu\n", u->quota_bytes);
+    }
+    authd_client_send(req->cl, &line);
+    sb_free(&line);
+    request_done(req);
+}
+
+/* reply_failed - count the failure against the IP and the user; FAIL after the delay */
+static void reply_failed(struct authd_request *req, const char *user, const char *logname,
+                         const char *ipkey, const char *userkey, const char *reason)
+{
     struct strbuf what = STRBUF_INIT;
-    struct strbuf logname = STRBUF_INIT;    /* the user as logged: client bytes, escaped */
-    const struct authd_user *u;
-    const char *reason = NULL;
-    const char *stored;
-    const char *rip = log_rip(req);
     long long now = authd_now_ms();
-    long long left, delay;
-    bool    match;
+    long long delay, left;
 
-    sb_set(&user, login);
-    sb_lowercase(&user);
-    sb_printf(&userkey, "user:%s", sb_str(&user));
-    if (req->rip[0])
-        auth_throttle_ip_key(&ipkey, req->rip);
-    auth_log_name(&logname, sb_str(&user));
-
-    /* Locked out: refuse without spending a hash on it. */
-    if ((left = lockout_left(sb_str(&ipkey), now)) > 0
-        || (left = lockout_left(sb_str(&userkey), now)) > 0) {
-        msg_warn("login refused: user=<%s>, rip=%s, service=%s, reason=locked out "
-                 "(%lld more seconds)", sb_str(&logname), rip, req->service, (left + 999) / 1000);
-        reply_fail(req, sb_str(&user), true, REASON_LOCKED);
-        goto out;
-    }
-
-    authd_passdb_check();
-    u = authd_passdb_lookup(sb_str(&user));
-    stored = u && strcmp(u->password, "*") != 0 && u->password[0] != '\0' ? u->password : dummy_hash;
-    match = password_verify(stored, password) && stored != dummy_hash;
-    if (u == NULL)
-        reason = "unknown user";
-    else if (stored == dummy_hash)
-        reason = "no password set";
-    else if (!match)
-        reason = "wrong password";
-    else if (authzid[0] != '\0' && strcasecmp(authzid, sb_str(&user)) != 0)
-        reason = "authorization identity differs from the user (no master users)";
-    else
-        reason = service_denied(u, req->service);
-
-    if (reason == NULL) {
-        if (ipkey.len)
-            auth_throttle_success(authd.throttle, sb_str(&ipkey));
-        auth_throttle_success(authd.throttle, sb_str(&userkey));
-        msg_info("login: user=<%s>, rip=%s, service=%s, mech=%s%s", u->name, rip, req->service,
-                 mech_names[req->mech], req->secured ? ", secured" : "");
-        sb_reset(&user);
-        auth_server_ok(&user, req->id, u->name);
-        if (u->quota_bytes > 0 && strcmp(req->service, "imap") == 0) {
-            /* userdb data for imapd, on the OK line as extra fields do */
-            sb_truncate(&user, sb_len(&user) - 1);      /* the "\n" */
-            sb_printf(&user, "\tuserdb_quota_rule=*:bytes=%llu\n", u->quota_bytes);
-        }
-        authd_client_send(req->cl, &user);
-        request_done(req);
-        goto out;
-    }
-
-    sb_reset(&what);
     sb_puts(&what, "rip=");
-    auth_log_name(&what, sb_str(&ipkey) + (ipkey.len ? 3 : 0));
-    delay = count_failure(sb_str(&ipkey), now, sb_str(&what));
+    auth_log_name(&what, ipkey + (ipkey[0] ? 3 : 0));
+    delay = count_failure(ipkey, now, sb_str(&what));
     sb_reset(&what);
-    sb_printf(&what, "user=<%s>", sb_str(&logname));
-    left = count_failure(sb_str(&userkey), now, sb_str(&what));
+    sb_printf(&what, "user=<%s>", logname);
+    left = count_failure(userkey, now, sb_str(&what));
     if (left > delay)
         delay = left;
+    sb_free(&what);
     msg_verbose("failure delay for request %u: %lldms", req->id, delay);
     msg_warn("login failed: user=<%s>, rip=%s, service=%s, mech=%s, reason=%s",
-             sb_str(&logname), rip, req->service, mech_names[req->mech], reason);
+             logname, log_rip(req), req->service, mech_names[req->mech], reason);
     sb_reset(&req->reply);
-    auth_server_fail(&req->reply, req->id, sb_str(&user), false, NULL);
+    auth_server_fail(&req->reply, req->id, user, false, NULL);
     if (delay > 0 && req->cl->ndelayed >= AUTHD_MAX_DELAYED) {
         msg_warn("client %lu: more than %d delayed failures waiting; answering at once",
                  req->cl->cuid, AUTHD_MAX_DELAYED);
@@ -307,18 +333,112 @@ static void authenticate(struct authd_request *req, const char *authzid, const c
     if (delay <= 0) {
         authd_client_send(req->cl, &req->reply);
         request_done(req);
+        return;
+    }
+    set_state(req, REPLY_DELAYED);      /* decided, only waiting: see AUTHD_MAX_DELAYED */
+    arm_timer(req, delay);
+}
+
+/* throttle_keys - the throttle's keys and the logged name for a login name */
+static void throttle_keys(struct authd_request *req, const char *user, struct strbuf *ipkey,
+                          struct strbuf *userkey, struct strbuf *logname)
+{
+    sb_printf(userkey, "user:%s", user);
+    if (req->rip[0])
+        auth_throttle_ip_key(ipkey, req->rip);
+    auth_log_name(logname, user);
+}
+
+/* verify_done - in the loop: the hash is checked; decide and answer */
+static void verify_done(void *arg)
+{
+    struct verify_job *job = arg;
+    struct authd_request *req = job->req;
+    struct strbuf ipkey = STRBUF_INIT;
+    struct strbuf userkey = STRBUF_INIT;
+    struct strbuf logname = STRBUF_INIT;
+    const struct authd_user *u;
+    const char *reason;
+
+    if (req == NULL) {                  /* the client went away meanwhile */
+        verify_job_free(job);
+        service_check_idle(authd.svc);
+        return;
+    }
+    req->job = NULL;
+    /* The passdb may have been reloaded meanwhile: the user as it is now decides. */
+    u = authd_passdb_lookup(job->user);
+    if (!job->known || u == NULL)
+        reason = "unknown user";
+    else if (!job->has_password)
+        reason = "no password set";
+    else if (!job->match)
+        reason = "wrong password";
+    else if (job->authzid[0] != '\0' && strcasecmp(job->authzid, job->user) != 0)
+        reason = "authorization identity differs from the user (no master users)";
+    else
+        reason = service_denied(u, req->service);
+
+    throttle_keys(req, job->user, &ipkey, &userkey, &logname);
+    if (reason == NULL) {
+        if (ipkey.len)
+            auth_throttle_success(authd.throttle, sb_str(&ipkey));
+        auth_throttle_success(authd.throttle, sb_str(&userkey));
+        reply_ok(req, u);
+    } else {
+        reply_failed(req, job->user, sb_str(&logname), sb_str(&ipkey), sb_str(&userkey), reason);
+    }
+    verify_job_free(job);
+    sb_free(&ipkey);
+    sb_free(&userkey);
+    sb_free(&logname);
+}
+
+/* authenticate - refuse a locked-out login at once, else check the password in a worker */
+static void authenticate(struct authd_request *req, const char *authzid, const char *login,
+                         const char *password)
+{
+    struct strbuf user = STRBUF_INIT;
+    struct strbuf ipkey = STRBUF_INIT;
+    struct strbuf userkey = STRBUF_INIT;
+    struct strbuf logname = STRBUF_INIT;    /* the user as logged: client bytes, escaped */
+    const struct authd_user *u;
+    struct verify_job *job;
+    long long now = authd_now_ms();
+    long long left;
+
+    sb_set(&user, login);
+    sb_lowercase(&user);
+    throttle_keys(req, sb_str(&user), &ipkey, &userkey, &logname);
+
+    /* Locked out: refuse without spending a hash on it. */
+    if ((left = lockout_left(sb_str(&ipkey), now)) > 0
+        || (left = lockout_left(sb_str(&userkey), now)) > 0) {
+        msg_warn("login refused: user=<%s>, rip=%s, service=%s, reason=locked out "
+                 "(%lld more seconds)", sb_str(&logname), log_rip(req), req->service,
+                 (left + 999) / 1000);
+        reply_fail(req, sb_str(&user), true, REASON_LOCKED);
         goto out;
     }
-    req->state = REPLY_DELAYED;         /* from in flight to waiting: see AUTHD_MAX_DELAYED */
-    req->cl->nrequests--;
-    req->cl->ndelayed++;
-    arm_timer(req, delay);
+
+    authd_passdb_check();
+    u = authd_passdb_lookup(sb_str(&user));
+    job = xcalloc(1, sizeof(*job));
+    job->req = req;
+    job->user = sb_detach(&user);
+    job->authzid = xstrdup(authzid);
+    job->password = xstrdup(password);
+    job->known = u != NULL;
+    job->has_password = u && strcmp(u->password, "*") != 0 && u->password[0] != '\0';
+    job->stored = xstrdup(job->has_password ? u->password : dummy_hash);
+    req->job = job;
+    set_state(req, VERIFYING);
+    worker_pool_submit(verifiers, verify_work, verify_done, job);
 
 out:
     sb_free(&user);
     sb_free(&ipkey);
     sb_free(&userkey);
-    sb_free(&what);
     sb_free(&logname);
 }
 
@@ -362,6 +482,7 @@ static void step(struct authd_request *req, const char *b64)
         else
             authenticate(req, "", sb_str(&req->login_user), sb_str(&raw));
         break;
+    case VERIFYING:
     case REPLY_DELAYED:
         msg_panic("step: request %u already answered", req->id);
     }
@@ -408,7 +529,7 @@ int authd_request_auth(struct authd_client *cl, const struct auth_client_line *l
         sb_free(&out);
         return 0;
     }
-    if (cl->nrequests >= AUTHD_MAX_REQUESTS) {
+    if (cl->nrequests >= AUTHD_MAX_REQUESTS || cl->nverifying >= AUTHD_MAX_VERIFYING) {
         msg_warn("client %lu (pid %lu): more than %d requests in flight; refusing id %u",
                  cl->cuid, cl->cpid, AUTHD_MAX_REQUESTS, line->id);
         auth_server_fail(&out, line->id, NULL, true, "Too many requests in progress");
@@ -461,7 +582,7 @@ int authd_request_cont(struct authd_client *cl, const struct auth_client_line *l
         sb_free(&out);
         return 0;
     }
-    if (req->state == REPLY_DELAYED) {
+    if (req->state == REPLY_DELAYED || req->state == VERIFYING) {
         msg_warn("client %lu (pid %lu): CONT for request %u that is being answered",
                  cl->cuid, cl->cpid, line->id);
         return -1;
@@ -478,6 +599,7 @@ void authd_request_init(struct service *svc)
     struct strbuf err = STRBUF_INIT;
     unsigned char rnd[18];
     struct strbuf pw = STRBUF_INIT;
+    long long threads;
 
     tc.delay_ms = config_time(svc->cfg, "auth_failure_delay") * 1000;
     tc.delay_max_ms = config_time(svc->cfg, "auth_failure_delay_max") * 1000;
@@ -497,6 +619,9 @@ void authd_request_init(struct service *svc)
     if (password_hash(PASSWORD_DEFAULT_SCHEME, sb_str(&pw), &hash, &err) < 0)
         msg_fatal("cannot make the dummy password hash: %s", sb_str(&err));
     dummy_hash = sb_detach(&hash);
+    threads = config_int(svc->cfg, "auth_worker_threads");
+    verifiers = worker_pool_new(svc->base, (unsigned) (threads > 64 ? 64 : threads),
+                                "authd password check");
     sb_free(&pw);
     sb_free(&err);
 }

@@ -172,6 +172,7 @@ const struct config_param config_params[] = {
     TIME("auth_lockout_time", "10m", 0),
     INT("auth_throttle_entries", "100000", 1),
     TIME("auth_request_timeout", "2m", 1),      /* a CONT round trip left unanswered */
+    INT("auth_worker_threads", "2", 1),         /* password hashes checked at once */
 
     /* policyd (greylisting), Postgrey's rules: a new (client network, sender,
      * recipient) triplet is deferred; a retry after greylist_delay and within

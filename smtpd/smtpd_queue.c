@@ -15,13 +15,13 @@
  * left behind and the client keeps the message.
  *
  * The commit's fsyncs and renames run in a few worker threads
- * (SMTPD_COMMIT_THREADS), not in the event loop: one process serves many
- * sessions, and one session's fsync must not stall every other session's
- * handshake or command, nor keep the disk from committing several messages
- * at once. A thread owns only its job's writer (its own file descriptor and
- * names relative to the queue directory descriptor); it hands the finished
- * job back through a pipe that the event loop watches, and everything else
- * (the reply, the qmgr nudge, the callback) happens in the loop. A job whose
+ * (SMTPD_COMMIT_THREADS, lib/worker_pool.h), not in the event loop: one
+ * process serves many sessions, and one session's fsync must not stall every
+ * other session's handshake or command, nor keep the disk from committing
+ * several messages at once. A thread owns only its job's writer (its own
+ * file descriptor and names relative to the queue directory descriptor);
+ * everything else (the reply, the qmgr nudge, the callback) happens in the
+ * loop once the job is handed back. A job whose
  * session went away (forget) still completes; its reply is just dropped.
  * The service does not exit while commits are under way (smtpd_active
  * counts them), so a 250 already sent is never undone.
@@ -40,8 +40,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -60,6 +58,7 @@
 #include "queue_file.h"
 #include "service.h"
 #include "strbuf.h"
+#include "worker_pool.h"
 
 #include "smtpd.h"
 
@@ -71,7 +70,6 @@
 
 /* A commit handed to a worker thread. */
 struct commit_job {
-    struct commit_job *next;
     struct queue_msg *m;
     smtpd_store_done_fn done;           /* NULL once forgotten */
     void   *ctx;
@@ -96,15 +94,8 @@ static struct {
     struct timespec qmgr_last_try;
     bool    qmgr_tried;
     bool    qmgr_warned;                /* one warning per outage, not one per message */
-    /* Commit threads: jobs in, finished jobs back through done_pipe. */
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    struct commit_job *jobs, *jobs_tail;
-    int     done_pipe[2];
-    struct event *done_ev;
-    unsigned pending;                   /* jobs handed out and not yet completed */
-} q = {NULL, -1, -1, NULL, {0, 0}, false, false, PTHREAD_MUTEX_INITIALIZER,
-       PTHREAD_COND_INITIALIZER, NULL, NULL, {-1, -1}, NULL, 0};
+    struct worker_pool *committers;
+} q = {NULL, -1, -1, NULL, {0, 0}, false, false, NULL};
 
 /* printable_copy - untrusted text for a header or envelope line: bounded, no controls */
 static char *printable_copy(const char *text, size_t max)
@@ -404,81 +395,49 @@ static void qmgr_notify(const char *queue_id)
     ipc_free(&rec);
 }
 
-/* commit_thread - take jobs, commit them (fsync, rename, fsync the directory), hand them back */
-static void *commit_thread(void *arg)
+/* commit_work - in a worker thread: fsync, rename, fsync the directory */
+static void commit_work(void *arg)
 {
-    (void) arg;
-    for (;;) {
-        struct commit_job *job;
-        struct queue_msg *m;
-        ssize_t n;
+    struct commit_job *job = arg;
+    struct queue_msg *m = job->m;
 
-        pthread_mutex_lock(&q.lock);
-        while (q.jobs == NULL)
-            pthread_cond_wait(&q.wake, &q.lock);
-        job = q.jobs;
-        q.jobs = job->next;
-        if (q.jobs == NULL)
-            q.jobs_tail = NULL;
-        pthread_mutex_unlock(&q.lock);
-
-        m = job->m;
-        job->rc = 0;
-        if (m->pending_cr) {
-            /* Cannot happen after the DATA reader's checks; keep the byte anyway. */
-            m->pending_cr = false;
-            if (queue_writer_write(m->w, "\r", 1, &job->err) != 0) {
-                queue_writer_abort(m->w);
-                job->rc = -1;
-            }
-        }
-        if (job->rc == 0 && queue_writer_commit(m->w, &job->err) != 0)
+    job->rc = 0;
+    if (m->pending_cr) {
+        /* Cannot happen after the DATA reader's checks; keep the byte anyway. */
+        m->pending_cr = false;
+        if (queue_writer_write(m->w, "\r", 1, &job->err) != 0) {
+            queue_writer_abort(m->w);
             job->rc = -1;
-        m->w = NULL;
-        /* A pointer is written whole: pipe writes of up to PIPE_BUF bytes are atomic. */
-        do
-            n = write(q.done_pipe[1], &job, sizeof(job));
-        while (n < 0 && errno == EINTR);
-        if (n != (ssize_t) sizeof(job))
-            msg_fatal("smtpd_queue: cannot hand a commit back to the event loop: %m");
+        }
     }
-    return NULL;
+    if (job->rc == 0 && queue_writer_commit(m->w, &job->err) != 0)
+        job->rc = -1;
+    m->w = NULL;
 }
 
 /* commit_finished - in the event loop: reply, nudge qmgr, call back */
-static void commit_finished(evutil_socket_t fd, short what, void *arg)
+static void commit_finished(void *arg)
 {
-    struct commit_job *jobs[64];
-    ssize_t n;
+    struct commit_job *job = arg;
+    char    id[QUEUE_ID_LEN + 1];
+    struct strbuf reply = STRBUF_INIT;
 
-    (void) what;
-    (void) arg;
-    n = read(fd, jobs, sizeof(jobs));
-    if (n <= 0)
-        return;
-    for (size_t i = 0; i < (size_t) n / sizeof(jobs[0]); i++) {
-        struct commit_job *job = jobs[i];
-        char    id[QUEUE_ID_LEN + 1];
-        struct strbuf reply = STRBUF_INIT;
-
-        memcpy(id, job->m->env.queue_id, sizeof(id));
-        id[QUEUE_ID_LEN] = 0;
-        if (job->rc == 0) {
-            sb_printf(&reply, "250 2.0.0 Ok: queued as %s", id);
-            qmgr_notify(id);
-        } else {
-            msg_warn("%s: queue file write error: %s", id, sb_str(&job->err));
-            sb_puts(&reply, "451 4.3.0 Error: queue file write error");
-        }
-        q.pending--;
-        if (job->done != NULL)
-            job->done(job->ctx, sb_str(&reply));
-        sb_free(&reply);
-        sb_free(&job->err);
-        msg_free(job->m);
-        free(job);
+    memcpy(id, job->m->env.queue_id, sizeof(id));
+    id[QUEUE_ID_LEN] = 0;
+    if (job->rc == 0) {
+        sb_printf(&reply, "250 2.0.0 Ok: queued as %s", id);
+        qmgr_notify(id);
+    } else {
+        msg_warn("%s: queue file write error: %s", id, sb_str(&job->err));
+        sb_puts(&reply, "451 4.3.0 Error: queue file write error");
     }
-    if (q.pending == 0)
+    if (job->done != NULL)
+        job->done(job->ctx, sb_str(&reply));
+    sb_free(&reply);
+    sb_free(&job->err);
+    msg_free(job->m);
+    free(job);
+    if (worker_pool_pending(q.committers) == 0)
         service_check_idle(q.srv->svc);
 }
 
@@ -491,15 +450,7 @@ static void *queue_commit(void *msg, smtpd_store_done_fn done, void *ctx)
     job->done = done;
     job->ctx = ctx;
     sb_init(&job->err);
-    q.pending++;
-    pthread_mutex_lock(&q.lock);
-    if (q.jobs_tail != NULL)
-        q.jobs_tail->next = job;
-    else
-        q.jobs = job;
-    q.jobs_tail = job;
-    pthread_cond_signal(&q.wake);
-    pthread_mutex_unlock(&q.lock);
+    worker_pool_submit(q.committers, commit_work, commit_finished, job);
     return job;
 }
 
@@ -514,7 +465,7 @@ static void queue_forget(void *commit)
 /* smtpd_queue_pending - commits still under way (the process must not exit before they end) */
 unsigned smtpd_queue_pending(void)
 {
-    return q.pending;
+    return q.committers ? worker_pool_pending(q.committers) : 0;
 }
 
 /* queue_discard - rejected or cut off: remove the temporary file */
@@ -535,30 +486,9 @@ const struct smtpd_store smtpd_store_queue = {
 /* smtpd_queue_init - after the privilege drop: the queue directory is the cwd */
 void smtpd_queue_init(struct smtpd_server *srv)
 {
-    sigset_t all, old;
-
     q.srv = srv;
     q.dirfd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (q.dirfd < 0)
         msg_fatal("open the queue directory (the working directory): %m");
-    /* The threads' end blocks (a full pipe only slows them); the loop's end does not. */
-    if (pipe2(q.done_pipe, O_CLOEXEC) < 0
-        || fcntl(q.done_pipe[0], F_SETFL, fcntl(q.done_pipe[0], F_GETFL) | O_NONBLOCK) < 0)
-        msg_fatal("pipe: %m");
-    q.done_ev = event_new(srv->svc->base, q.done_pipe[0], EV_READ | EV_PERSIST, commit_finished,
-                          NULL);
-    if (q.done_ev == NULL || event_add(q.done_ev, NULL) != 0)
-        msg_fatal("smtpd_queue: cannot watch the commit pipe: out of memory");
-    /* Signals are the event loop's business: the threads start with all of them blocked. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    for (int i = 0; i < SMTPD_COMMIT_THREADS; i++) {
-        pthread_t t;
-        int     err = pthread_create(&t, NULL, commit_thread, NULL);
-
-        if (err != 0)
-            msg_fatal("smtpd_queue: cannot start a commit thread: %s", strerror(err));
-        pthread_detach(t);
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    q.committers = worker_pool_new(srv->svc->base, SMTPD_COMMIT_THREADS, "smtpd commit");
 }
