@@ -37,6 +37,7 @@ static const struct map_type *const map_types[] = {
     &map_type_texthash,
     &map_type_static,
     &map_type_inline,
+    &map_type_pgsql,
 };
 
 #define MAP_NTYPES (sizeof(map_types) / sizeof(map_types[0]))

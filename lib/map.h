@@ -6,6 +6,7 @@
  *   texthash:/path the text file itself, read into memory
  *   static:VALUE   every key gives VALUE
  *   inline:{ key=value, { key = value with, commas } }
+ *   pgsql:/path.cf PostgreSQL query (map_pgsql.c, Postfix's pgsql_table(5))
  *
  * Keys are case-insensitive: they are folded to lower case when compiled and
  * when looked up, as Postfix does. File-backed maps notice when their file is
@@ -76,7 +77,7 @@ struct map_type {
 #define MAP_LINE_MAX 65536              /* longest logical source line, key or value */
 
 extern const struct map_type map_type_hash, map_type_btree, map_type_texthash,
-    map_type_static, map_type_inline;
+    map_type_static, map_type_inline, map_type_pgsql;
 
 /* map_set_check_interval_ms - how often a map looks for a replaced file (default 1000) */
 void map_set_check_interval_ms(long ms);
