@@ -3,7 +3,8 @@
 # As root it runs apt-get; as an ordinary user it uses sudo when it can, else says what to install.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libssl-dev libdb-dev libcap-dev libevent-dev libargon2-dev
-          libcmocka-dev libpq-dev openssl swaks dovecot-core postfix isync)
+          libcmocka-dev libpq-dev openssl swaks dovecot-core postfix isync
+          postgresql dnsmasq-base clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
