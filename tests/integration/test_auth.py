@@ -241,6 +241,51 @@ class SubmissionPolicyTest(unittest.TestCase):
 
 
 @unittest.skipUnless(shutil.which("doveadm") and is_root(), "needs doveadm (dovecot-core) and root")
+class SlowHashTest(unittest.TestCase):
+    """Password checks run beside the event loop: a costly ARGON2ID check does not hold up
+    a cheap SHA512-CRYPT one that came after it on the same connection."""
+
+    def setUp(self):
+        self.inst = Instance("slowhash")
+        i = self.inst
+        i.postctl("domain", "add", DOMAIN)
+        i.postctl("user", "add", "alice@" + DOMAIN, "--password-stdin", input="alice-pw\n")
+        # Dovecot's own ARGON2ID (m=64 MiB, t=3): about 100 ms, some 20 times SHA512-CRYPT's cost
+        argon = subprocess.run(["doveadm", "pw", "-s", "ARGON2ID", "-p", "erin-pw"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        self.assertTrue(argon.startswith("{ARGON2ID}$argon2id$"), argon)
+        with open(i.path("auth", "passwd"), "a") as f:
+            f.write("erin@%s:%s::::::\n" % (DOMAIN, argon))
+        i.start()
+        assert wait_until(lambda: os.path.exists(i.path("queue", "private", "auth")), timeout=10)
+
+    def tearDown(self):
+        self.inst.cleanup()
+
+    def test_cheap_check_answered_before_costly_one(self):
+        import base64
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.inst.path("queue", "private", "auth"))
+        sock.settimeout(30)
+        sock.sendall(b"VERSION\t1\t2\nCPID\t%d\n" % os.getpid())
+        buf = b""
+        while b"DONE\n" not in buf:
+            buf += sock.recv(4096)
+        buf = buf[buf.index(b"DONE\n") + 5:]
+        for rid, user, password in ((1, "erin", "erin-pw"), (2, "alice", "alice-pw")):
+            resp = base64.b64encode(("\0%s@%s\0%s" % (user, DOMAIN, password)).encode())
+            sock.sendall(b"AUTH\t%d\tPLAIN\tservice=smtp\tresp=%s\n" % (rid, resp))
+        replies = []
+        while len(replies) < 2:
+            while b"\n" not in buf:
+                buf += sock.recv(4096)
+            line, buf = buf.split(b"\n", 1)
+            replies.append(line)
+        sock.close()
+        self.assertEqual(replies, [b"OK\t2\tuser=alice@" + DOMAIN.encode(),
+                                   b"OK\t1\tuser=erin@" + DOMAIN.encode()])
+
+
 class BruteForceTest(unittest.TestCase):
     """Password guessing is slowed down and then locked out, per client address and per user."""
 
