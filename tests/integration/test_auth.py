@@ -1,5 +1,6 @@
 """Authentication: authd (Dovecot protocol) behind smtpd's AUTH on submission ports,
 checked with real clients: smtplib, swaks, openssl s_client, doveadm, and a real Postfix."""
+import base64
 import os
 import shutil
 import smtplib
@@ -20,6 +21,34 @@ def tls_context():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE             # the instance's certificate is self-signed
     return ctx
+
+
+class AuthConnection:
+    """A client of authd's socket, as smtpd or imapd is: handshake, then multiplexed AUTH requests."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.sock.settimeout(30)
+        self.sock.sendall(b"VERSION\t1\t2\nCPID\t%d\n" % os.getpid())
+        self.buf = b""
+        while b"DONE\n" not in self.buf:
+            self.buf += self.sock.recv(4096)
+        self.buf = self.buf[self.buf.index(b"DONE\n") + 5:]
+
+    def auth_plain(self, rid, user, password, **fields):
+        resp = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode())
+        extra = b"".join(b"\t%s=%s" % (k.encode(), v.encode()) for k, v in fields.items())
+        self.sock.sendall(b"AUTH\t%d\tPLAIN%s\tresp=%s\n" % (rid, extra, resp))
+
+    def reply(self):
+        while b"\n" not in self.buf:
+            self.buf += self.sock.recv(4096)
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    def close(self):
+        self.sock.close()
 
 
 class AuthTest(unittest.TestCase):
@@ -159,7 +188,6 @@ class AuthTest(unittest.TestCase):
     def test_imapd_socket_in_mail_base_carries_quota(self):
         # imapd is chrooted in the mail base: the same authd listens there too (master.cf's
         # "auth,$virtual_mailbox_base/.postern/auth"), and tells imapd the user's quota
-        import base64
         i = self.inst
         path = i.path("mail", ".postern", "auth")
         st = os.stat(path)
@@ -168,23 +196,12 @@ class AuthTest(unittest.TestCase):
         if is_root():
             import pwd
             self.assertEqual(st.st_uid, pwd.getpwnam("vmail").pw_uid)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(path)
-        sock.settimeout(30)
-        sock.sendall(b"VERSION\t1\t2\nCPID\t%d\n" % os.getpid())
-        buf = b""
-        while b"DONE\n" not in buf:
-            buf += sock.recv(4096)
-        buf = buf[buf.index(b"DONE\n") + 5:]
+        conn = AuthConnection(path)
         replies = []
-        for rid, service in ((1, b"imap"), (2, b"smtp")):
-            resp = base64.b64encode(b"\0dave@" + DOMAIN.encode() + b"\0dave-pw")
-            sock.sendall(b"AUTH\t%d\tPLAIN\tservice=%s\tresp=%s\n" % (rid, service, resp))
-            while b"\n" not in buf:
-                buf += sock.recv(4096)
-            line, buf = buf.split(b"\n", 1)
-            replies.append(line)
-        sock.close()
+        for rid, service in ((1, "imap"), (2, "smtp")):
+            conn.auth_plain(rid, "dave@" + DOMAIN, "dave-pw", service=service)
+            replies.append(conn.reply())
+        conn.close()
         self.assertEqual(replies[0], b"OK\t1\tuser=dave@" + DOMAIN.encode()
                          + b"\tuserdb_quota_rule=*:bytes=10485760")
         self.assertEqual(replies[1], b"OK\t2\tuser=dave@" + DOMAIN.encode())
@@ -263,25 +280,11 @@ class SlowHashTest(unittest.TestCase):
         self.inst.cleanup()
 
     def test_cheap_check_answered_before_costly_one(self):
-        import base64
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(self.inst.path("queue", "private", "auth"))
-        sock.settimeout(30)
-        sock.sendall(b"VERSION\t1\t2\nCPID\t%d\n" % os.getpid())
-        buf = b""
-        while b"DONE\n" not in buf:
-            buf += sock.recv(4096)
-        buf = buf[buf.index(b"DONE\n") + 5:]
-        for rid, user, password in ((1, "erin", "erin-pw"), (2, "alice", "alice-pw")):
-            resp = base64.b64encode(("\0%s@%s\0%s" % (user, DOMAIN, password)).encode())
-            sock.sendall(b"AUTH\t%d\tPLAIN\tservice=smtp\tresp=%s\n" % (rid, resp))
-        replies = []
-        while len(replies) < 2:
-            while b"\n" not in buf:
-                buf += sock.recv(4096)
-            line, buf = buf.split(b"\n", 1)
-            replies.append(line)
-        sock.close()
+        conn = AuthConnection(self.inst.path("queue", "private", "auth"))
+        conn.auth_plain(1, "erin@" + DOMAIN, "erin-pw", service="smtp")
+        conn.auth_plain(2, "alice@" + DOMAIN, "alice-pw", service="smtp")
+        replies = [conn.reply(), conn.reply()]
+        conn.close()
         self.assertEqual(replies, [b"OK\t2\tuser=alice@" + DOMAIN.encode(),
                                    b"OK\t1\tuser=erin@" + DOMAIN.encode()])
 
@@ -324,30 +327,16 @@ class BruteForceTest(unittest.TestCase):
     def test_many_delayed_failures_do_not_block_a_shared_connection(self):
         # one connection, as an smtpd multiplexes all its sessions: 70 guesses from 70 addresses
         # wait out their delays; a real user's login on the same connection must still go through
-        import base64
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(self.inst.path("queue", "private", "auth"))
-        sock.settimeout(30)
-        sock.sendall(b"VERSION\t1\t2\nCPID\t%d\n" % os.getpid())
-        buf = b""
-        while b"DONE\n" not in buf:
-            buf += sock.recv(4096)
-        buf = buf[buf.index(b"DONE\n") + 5:]
-
-        def auth(rid, user, password, rip):
-            resp = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode())
-            sock.sendall(b"AUTH\t%d\tPLAIN\tservice=smtp\trip=%s\tresp=%s\n" % (rid, rip.encode(), resp))
+        conn = AuthConnection(self.inst.path("queue", "private", "auth"))
         for k in range(70):
-            auth(k + 1, "guess%d@example.test" % k, "x", "198.18.%d.%d" % (k // 200, k % 200 + 1))
-        auth(1000, "carol@" + DOMAIN, "carol-pw", "203.0.113.5")
+            conn.auth_plain(k + 1, "guess%d@example.test" % k, "x", service="smtp",
+                            rip="198.18.%d.%d" % (k // 200, k % 200 + 1))
+        conn.auth_plain(1000, "carol@" + DOMAIN, "carol-pw", service="smtp", rip="203.0.113.5")
         replies = {}
         while 1000 not in replies:
-            while b"\n" not in buf:
-                buf += sock.recv(4096)
-            line, buf = buf.split(b"\n", 1)
-            fields = line.split(b"\t")
-            replies[int(fields[1])] = line
-        sock.close()
+            line = conn.reply()
+            replies[int(line.split(b"\t")[1])] = line
+        conn.close()
         self.assertTrue(replies[1000].startswith(b"OK\t1000"), replies[1000])
         self.assertFalse(any(b"Too many requests" in r for r in replies.values()))
 
