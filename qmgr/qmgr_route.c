@@ -26,9 +26,9 @@
  *            deferred 4.4.0: no smtp transport yet
  * Before that, transport_maps is looked up (the full address, then the
  * domain, then each parent domain as ".parent", as Postfix does). Two of
- * its results are final in qmgr itself: "error:TEXT" bounces with TEXT
- * (5.0.0 unless TEXT starts with a status code), "discard:" delivers to
- * nowhere. Any other result is left to the class rules above.
+ * its results are settled in qmgr itself: "error:TEXT" bounces with TEXT
+ * (5.0.0 unless TEXT starts with a status code), "retry:TEXT" defers with
+ * TEXT likewise (4.0.0), "discard:" delivers to nowhere. Any other result is left to the class rules above.
  * Table failures defer (4.3.0). Permanent alias failures (loops, limits)
  * bounce with 5.4.6 (RFC 3463: routing loop detected).
  */
@@ -289,7 +289,27 @@ static enum map_status transport_lookup(const char *address, struct strbuf *buf)
     return st;
 }
 
-/* transport_final - error: and discard: entries; true when the result is recorded */
+/*
+ * settle_with_text - error:TEXT (class 5) and retry:TEXT (class 4): the
+ * status code from TEXT when it starts with one of that class, else X.0.0.
+ */
+static void settle_with_text(struct qmgr_message *msg, size_t i, const char *text, char cls,
+                             enum queue_rcpt_state state, const char *fallback)
+{
+    char    dsn[16];
+    size_t  n = strspn(text, "0123456789.");
+
+    snprintf(dsn, sizeof(dsn), "%c.0.0", cls);
+    if (n >= 5 && n < sizeof(dsn) && text[0] == cls && text[1] == '.' && (text[n] == ' ' || text[n] == '\0')) {
+        memcpy(dsn, text, n);
+        dsn[n] = '\0';
+        text += n;
+        text += strspn(text, " ");
+    }
+    qmgr_rcpt_result(msg, i, state, dsn, *text ? text : fallback, "none", true);
+}
+
+/* transport_final - error:, retry: and discard: entries; true when the result is recorded */
 static bool transport_final(struct qmgr_message *msg, size_t i, const char *entry)
 {
     if (strncasecmp(entry, "discard:", 8) == 0) {
@@ -297,18 +317,12 @@ static bool transport_final(struct qmgr_message *msg, size_t i, const char *entr
         return true;
     }
     if (strncasecmp(entry, "error:", 6) == 0) {
-        char    dsn[16] = "5.0.0";
-        const char *text = entry + 6;
-        size_t  n = strspn(text, "0123456789.");
-
-        if (n >= 5 && n < sizeof(dsn) && text[0] == '5' && text[1] == '.' && (text[n] == ' ' || text[n] == '\0')) {
-            memcpy(dsn, text, n);
-            dsn[n] = '\0';
-            text += n;
-            text += strspn(text, " ");
-        }
-        qmgr_rcpt_result(msg, i, QUEUE_RCPT_BOUNCED, dsn, *text ? text : "mail delivery disabled by transport_maps",
-                         "none", true);
+        settle_with_text(msg, i, entry + 6, '5', QUEUE_RCPT_BOUNCED, "mail delivery disabled by transport_maps");
+        return true;
+    }
+    /* Postfix's retry(8): defer now, try again later (until the message expires). */
+    if (strncasecmp(entry, "retry:", 6) == 0) {
+        settle_with_text(msg, i, entry + 6, '4', QUEUE_RCPT_DEFERRED, "delivery temporarily suspended by transport_maps");
         return true;
     }
     return false;
