@@ -20,7 +20,7 @@
  *       60  4  crc of header bytes 0..59 followed by the L envelope bytes
  *  64   schedule, 32 bytes, rewritten in place
  *        0  4  attempts
- *        4  4  reserved, zero
+ *        4  4  flags (QUEUE_FLAG_*; was reserved zero, so old files have none)
  *        8  8  next attempt (seconds since the epoch, signed)
  *       16 12  reserved, zero
  *       28  4  crc of bytes 0..27
@@ -37,7 +37,8 @@
  *  96+L status, N records of 160 bytes, record i for recipient i
  *        0  1  state (enum queue_rcpt_state)
  *        1  1  reason length R (at most QUEUE_REASON_MAX)
- *        2  2  reserved, zero
+ *        2  1  flags (QUEUE_RCPT_F_*; was reserved zero)
+ *        3  1  reserved, zero
  *        4  4  attempts
  *        8  8  last change (seconds since the epoch, signed)
  *       16 128 reason text (R bytes, no control characters), zero padded
@@ -272,10 +273,12 @@ static int pread_full(int fd, void *data, size_t len, uint64_t off)
 /* Fixed records. */
 
 /* schedule_encode - the 32-byte schedule record with its CRC */
-static void schedule_encode(unsigned char rec[QF_SCHEDULE_SIZE], uint32_t attempts, int64_t next)
+static void schedule_encode(unsigned char rec[QF_SCHEDULE_SIZE], uint32_t attempts, uint32_t flags,
+                            int64_t next)
 {
     memset(rec, 0, QF_SCHEDULE_SIZE);
     put32(rec, attempts);
+    put32(rec + 4, flags);
     put64(rec + 8, (uint64_t) next);
     put32(rec + 28, crc32_update(0, rec, 28));
 }
@@ -305,8 +308,8 @@ static size_t reason_clean(const char *reason, char out[QF_REASON_FIELD])
 
 /* status_encode - the 160-byte status record of recipient index with its CRC */
 static void status_encode(unsigned char rec[QF_STATUS_SIZE], uint32_t index,
-                          enum queue_rcpt_state state, uint32_t attempts, int64_t updated,
-                          const char *reason)
+                          enum queue_rcpt_state state, unsigned flags, uint32_t attempts,
+                          int64_t updated, const char *reason)
 {
     char    text[QF_REASON_FIELD];
     size_t  len = reason_clean(reason, text);
@@ -314,6 +317,7 @@ static void status_encode(unsigned char rec[QF_STATUS_SIZE], uint32_t index,
     memset(rec, 0, QF_STATUS_SIZE);
     rec[0] = (unsigned char) state;
     rec[1] = (unsigned char) len;
+    rec[2] = (unsigned char) flags;
     put32(rec + 4, attempts);
     put64(rec + 8, (uint64_t) updated);
     memcpy(rec + 16, text, QF_REASON_FIELD);
@@ -351,6 +355,7 @@ static int status_decode(const unsigned char *rec, uint32_t index, struct queue_
         }
     }
     rcpt->state = (enum queue_rcpt_state) rec[0];
+    rcpt->flags = rec[2];
     rcpt->attempts = get32(rec + 4);
     rcpt->updated = (int64_t) get64(rec + 8);
     memcpy(rcpt->reason, rec + 16, len);
@@ -661,11 +666,11 @@ struct queue_writer *queue_writer_create(int queue_dirfd, struct queue_envelope 
     for (uint32_t i = 0; i < w->nrcpt; i++) {
         unsigned char rec[QF_STATUS_SIZE];
 
-        status_encode(rec, i, QUEUE_RCPT_PENDING, 0, env->arrival, "");
+        status_encode(rec, i, QUEUE_RCPT_PENDING, 0, 0, env->arrival, "");
         sb_append(&w->image, rec, sizeof(rec));
     }
     p = (unsigned char *) w->image.data;
-    schedule_encode(p + QF_HEADER_SIZE, 0, 0);
+    schedule_encode(p + QF_HEADER_SIZE, 0, 0, 0);
     w->buf = xmalloc(QF_IO_CHUNK);
     w->msg_crc = 0;
     sb_free(&envelope);
@@ -931,6 +936,7 @@ int queue_file_read(int fd, struct queue_file *qf, struct strbuf *err)
         return corrupt(qf);
     }
     qf->attempts = get32(head + QF_HEADER_SIZE);
+    qf->flags = get32(head + QF_HEADER_SIZE + 4);
     qf->next_attempt = (int64_t) get64(head + QF_HEADER_SIZE + 8);
     qf->status_offset = status_off;
     qf->message_offset = msg_off;
@@ -1026,7 +1032,7 @@ int queue_file_update_rcpt(int fd, struct queue_file *qf, size_t i, enum queue_r
     rcpt = &qf->env.rcpts[i];
     /* Every state change but back to pending follows a delivery attempt. */
     attempts = rcpt->attempts + (state != QUEUE_RCPT_PENDING && rcpt->attempts < UINT32_MAX);
-    status_encode(rec, (uint32_t) i, state, attempts, now, reason);
+    status_encode(rec, (uint32_t) i, state, rcpt->flags, attempts, now, reason);
     if (pwrite_full(fd, rec, sizeof(rec), qf->status_offset + (uint64_t) i * QF_STATUS_SIZE) < 0
         || fdatasync(fd) < 0) {
         sb_printf(err, "update recipient %zu of %s: %s", i, qf->env.queue_id, strerror(errno));
@@ -1045,12 +1051,33 @@ int queue_file_update_schedule(int fd, struct queue_file *qf, uint32_t attempts,
 {
     unsigned char rec[QF_SCHEDULE_SIZE];
 
-    schedule_encode(rec, attempts, next_attempt);
+    schedule_encode(rec, attempts, qf->flags, next_attempt);
     if (pwrite_full(fd, rec, sizeof(rec), QF_HEADER_SIZE) < 0 || fdatasync(fd) < 0) {
         sb_printf(err, "update schedule of %s: %s", qf->env.queue_id, strerror(errno));
         return -1;
     }
     qf->attempts = attempts;
     qf->next_attempt = next_attempt;
+    return 0;
+}
+
+int queue_file_update_rcpt_flags(int fd, struct queue_file *qf, size_t i, unsigned flags, struct strbuf *err)
+{
+    unsigned char rec[QF_STATUS_SIZE];
+    struct queue_rcpt *rcpt;
+
+    if (i >= qf->env.nrcpt) {
+        sb_printf(err, "update recipient %zu: only %zu recipients", i, qf->env.nrcpt);
+        return -1;
+    }
+    rcpt = &qf->env.rcpts[i];
+    /* The record as last read or written, flags apart: no attempt is counted. */
+    status_encode(rec, (uint32_t) i, rcpt->state, flags & 0xff, rcpt->attempts, rcpt->updated, rcpt->reason);
+    if (pwrite_full(fd, rec, sizeof(rec), qf->status_offset + (uint64_t) i * QF_STATUS_SIZE) < 0
+        || fdatasync(fd) < 0) {
+        sb_printf(err, "update recipient %zu of %s: %s", i, qf->env.queue_id, strerror(errno));
+        return -1;
+    }
+    rcpt->flags = flags & 0xff;
     return 0;
 }

@@ -6,16 +6,18 @@
  *   header      fixed 64 bytes: magic "PSTQ", format version, the offsets and
  *               lengths of the parts below, the recipient count, a CRC-32 of
  *               header+envelope, and a CRC-32 of the message
- *   schedule    fixed 32 bytes, rewritten in place: attempts, next attempt
- *               time, its own CRC-32 (so a torn write is detected)
+ *   schedule    fixed 32 bytes, rewritten in place: attempts, message flags
+ *               (delay warning sent), next attempt time, its own CRC-32 (so
+ *               a torn write is detected)
  *   envelope    "name=value\n" lines: queue_id, sender, arrival, client
  *               address/name, helo, protocol, size, body type, DSN envid and
  *               ret, "smtputf8=1" when the client declared SMTPUTF8, then one
  *               "rcpt=ADDRESS" line per recipient ("orcpt=", "notify="
  *               attributes may follow a rcpt line and belong to it)
  *   status      one fixed 160-byte record per recipient, rewritten in place:
- *               state (pending / delivered / bounced / deferred), attempts,
- *               last change, a reason text, its own CRC-32
+ *               state (pending / delivered / bounced / deferred), flags
+ *               (sender notified), attempts, last change, a reason text,
+ *               its own CRC-32
  *   message     the message as stored: LF line ends, a Received: header
  *               already prepended by smtpd
  *
@@ -51,11 +53,18 @@ enum queue_rcpt_state {
     QUEUE_RCPT_DEFERRED = 3,            /* tried, will be tried again */
 };
 
+/* Recipient flags (status record). */
+#define QUEUE_RCPT_F_NOTIFIED   0x01    /* the sender's DSN for the final state is queued */
+
+/* Message flags (schedule record). */
+#define QUEUE_FLAG_DELAY_WARNED 0x01    /* the delay warning is queued: never another */
+
 struct queue_rcpt {
     char   *address;                    /* the envelope recipient */
     char   *orcpt;                      /* original recipient (DSN ORCPT) or NULL */
     char   *notify;                     /* DSN NOTIFY or NULL */
     enum queue_rcpt_state state;
+    unsigned flags;                     /* QUEUE_RCPT_F_* */
     uint32_t attempts;
     int64_t updated;                    /* time of the last state change */
     char    reason[QUEUE_REASON_MAX + 1];
@@ -83,6 +92,7 @@ struct queue_file {
     uint64_t message_offset;            /* where the message starts in the file */
     uint64_t message_length;
     uint32_t attempts;                  /* schedule record */
+    uint32_t flags;                     /* schedule record: QUEUE_FLAG_* */
     int64_t next_attempt;
     uint64_t status_offset;             /* where recipient i's record starts: + i * 160 */
 };
@@ -107,10 +117,12 @@ int  queue_file_read(int fd, struct queue_file *qf, struct strbuf *err);
 void queue_file_free(struct queue_file *qf);
 /* queue_envelope_free - free every string an envelope owns (all of its pointer fields) */
 void queue_envelope_free(struct queue_envelope *env);
-/* queue_file_update_rcpt - rewrite recipient i's status record in place and fdatasync */
+/* queue_file_update_rcpt - rewrite recipient i's status record (its flags as in qf) in place and fdatasync */
 int  queue_file_update_rcpt(int fd, struct queue_file *qf, size_t i, enum queue_rcpt_state state,
                             const char *reason, struct strbuf *err);
-/* queue_file_update_schedule - rewrite the schedule record in place and fdatasync */
+/* queue_file_update_rcpt_flags - set recipient i's flags only (state, reason, attempts kept) */
+int  queue_file_update_rcpt_flags(int fd, struct queue_file *qf, size_t i, unsigned flags, struct strbuf *err);
+/* queue_file_update_schedule - rewrite the schedule record (qf->flags with it) in place and fdatasync */
 int  queue_file_update_schedule(int fd, struct queue_file *qf, uint32_t attempts, int64_t next_attempt,
                                 struct strbuf *err);
 const char *queue_rcpt_state_name(enum queue_rcpt_state state);

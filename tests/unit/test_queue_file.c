@@ -390,6 +390,43 @@ static void test_update_schedule(void **state)
     sb_free(&err);
 }
 
+/* test_flags - recipient and message flags survive in place, leave state and attempts alone */
+static void test_flags(void **state)
+{
+    struct fixture *f = *state;
+    struct strbuf err = STRBUF_INIT;
+    struct queue_envelope env;
+    struct queue_file qf, qf2;
+    int     fd;
+
+    sample_env(&env, 2);
+    write_queue_file(f, &env, "m\n", 2, 2);
+    fd = open_queued(f, env.queue_id);
+    assert_int_equal(queue_file_read(fd, &qf, &err), 0);
+    assert_int_equal(qf.flags, 0);
+    assert_int_equal(qf.env.rcpts[1].flags, 0);
+    assert_int_equal(queue_file_update_rcpt(fd, &qf, 1, QUEUE_RCPT_BOUNCED, "5.1.1 unknown", &err), 0);
+    assert_int_equal(queue_file_update_rcpt_flags(fd, &qf, 1, QUEUE_RCPT_F_NOTIFIED, &err), 0);
+    assert_int_equal(queue_file_update_rcpt_flags(fd, &qf, 2, QUEUE_RCPT_F_NOTIFIED, &err), -1);
+    qf.flags = QUEUE_FLAG_DELAY_WARNED;
+    assert_int_equal(queue_file_update_schedule(fd, &qf, 1, 1800000000, &err), 0);
+    /* A later state change keeps the flag. */
+    assert_int_equal(queue_file_update_rcpt(fd, &qf, 1, QUEUE_RCPT_BOUNCED, "5.1.1 still unknown", &err), 0);
+    assert_int_equal(queue_file_read(fd, &qf2, &err), 0);
+    assert_int_equal(qf2.flags, QUEUE_FLAG_DELAY_WARNED);
+    assert_int_equal(qf2.next_attempt, 1800000000);
+    assert_int_equal(qf2.env.rcpts[0].flags, 0);
+    assert_int_equal(qf2.env.rcpts[1].flags, QUEUE_RCPT_F_NOTIFIED);
+    assert_int_equal(qf2.env.rcpts[1].state, QUEUE_RCPT_BOUNCED);
+    assert_int_equal(qf2.env.rcpts[1].attempts, 2);
+    assert_string_equal(qf2.env.rcpts[1].reason, "5.1.1 still unknown");
+    queue_file_free(&qf2);
+    queue_file_free(&qf);
+    close(fd);
+    queue_envelope_free(&env);
+    sb_free(&err);
+}
+
 /* file_bytes - the whole file incoming/ID */
 static void file_bytes(struct fixture *f, const char *id, struct strbuf *out)
 {
@@ -937,6 +974,7 @@ int main(void)
         cmocka_unit_test(test_read_errors),
         cmocka_unit_test(test_queue_id_new),
         cmocka_unit_test(test_queue_id_valid),
+        cmocka_unit_test_setup_teardown(test_flags, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
