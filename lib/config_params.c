@@ -150,6 +150,27 @@ const struct config_param config_params[] = {
     STR("default_transport", "smtp"),
     STR("relay_transport", "smtp"),
     STR("virtual_transport", "virtual"),
+    STR("relayhost", ""),                               /* [host]:port or domain; empty: direct */
+    INT("default_destination_concurrency_limit", "20", 1),  /* per nexthop; TRANSPORT_destination_... */
+
+    /* smtp/lmtp client (delivery/smtp*.c). */
+    STR("smtp_dns_servers", "$dns_resolver_address"),  /* Postern: empty = /etc/resolv.conf */
+    TIME("smtp_connect_timeout", "30s", 1),
+    TIME("smtp_helo_timeout", "300s", 1),
+    TIME("smtp_starttls_timeout", "300s", 1),
+    TIME("smtp_mail_timeout", "300s", 1),
+    TIME("smtp_rcpt_timeout", "300s", 1),
+    TIME("smtp_data_init_timeout", "120s", 1),
+    TIME("smtp_data_xfer_timeout", "180s", 1),
+    TIME("smtp_data_done_timeout", "600s", 1),
+    TIME("smtp_quit_timeout", "300s", 1),
+    TIME("smtp_connection_cache_time_limit", "2s", 0),  /* idle connection kept for reuse; 0: none */
+    INT("smtp_connection_reuse_count_limit", "100", 0), /* transactions per connection; 0: no limit */
+    STR("smtp_helo_name", "$myhostname"),
+    STR("smtp_tls_security_level", "may"),              /* none, may, encrypt, verify (secure) */
+    STR("smtp_tls_CAfile", ""),
+    STR("smtp_tls_protocols", ">=TLSv1.2"),
+    STR("lmtp_tls_security_level", "none"),
     STR("default_database_type", "hash"),
 
     /* Queue manager. */
@@ -158,6 +179,10 @@ const struct config_param config_params[] = {
     TIME("maximal_backoff_time", "4000s", 1),
     TIME("maximal_queue_lifetime", "5d", 0),
     TIME("bounce_queue_lifetime", "5d", 0),
+    TIME("delay_warning_time", "0h", 0),                /* 0: no delay warnings */
+    SIZE("bounce_size_limit", "50000", 1),              /* larger originals: headers only */
+    STR("2bounce_notice_recipient", "postmaster"),      /* gets failed null-sender mail */
+    STR("double_bounce_sender", "double-bounce"),       /* @myhostname: its failures are dropped */
 
     /* authd: brute-force defence (per client IP, IPv6 per /64, and per user name).
      * A failed login's reply waits auth_failure_delay, doubling with each failure

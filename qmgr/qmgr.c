@@ -211,6 +211,7 @@ static void qmgr_init(struct service *svc)
     if (qmgr.transport_maps == NULL)
         msg_fatal("transport_maps: %s", sb_str(&err));
     raise_fd_limit();
+    qmgr_bounce_init(svc->cfg);
     qmgr_deliver_init(svc);
     svc->app = &qmgr;
     sb_free(&err);

@@ -11,6 +11,8 @@
  *                   domain class -> transport decision per recipient
  *   qmgr_deliver.c  delivery agents: per-transport job queues, a bounded
  *                   number of requests in flight, results back into the file
+ *   qmgr_bounce.c   expiry, and the DSNs a completed attempt owes: bounces,
+ *                   delay warnings, success notices (queued as new files)
  *
  * Everything runs in one libevent loop; no call blocks for long except the
  * local file operations on the queue itself and the connect()+send() of a
@@ -68,6 +70,9 @@ TAILQ_HEAD(qmgr_entry_list, qmgr_entry);
 /* Per-recipient bookkeeping beside the file's own status records. */
 struct qmgr_rcpt_note {
     bool    dirty;                      /* state/reason changed in memory, not yet in the file */
+    bool    flags_dirty;                /* only the flags changed (sender notified) */
+    char   *relay;                      /* who gave this run's result ("virtual", "host[addr]:port") */
+    int64_t when;                       /* when, 0: not in this run */
 };
 
 /* A message in active/: its open file and delivery progress. */
@@ -124,6 +129,14 @@ void qmgr_message_flush(struct qmgr_message *msg);  /* write dirty status record
 void qmgr_rcpt_result(struct qmgr_message *msg, size_t i, enum queue_rcpt_state state,
                       const char *dsn, const char *text, const char *relay, bool log_it);
 int64_t qmgr_backoff(uint32_t attempts, long long min_backoff, long long max_backoff);
+
+/* qmgr_bounce.c */
+struct config;
+void qmgr_bounce_init(struct config *cfg);      /* lifetimes, delay_warning_time, notice recipients */
+/* qmgr_bounce_expire - deferred recipients of a message past its lifetime become bounced (5.4.7) */
+bool qmgr_bounce_expire(struct qmgr_message *msg, int64_t now);
+/* qmgr_bounce_notify - queue every DSN the message owes now; false: one could not be queued (retry later) */
+bool qmgr_bounce_notify(struct qmgr_message *msg, int64_t now);
 
 /* qmgr_route.c */
 enum qmgr_expand_result {

@@ -363,6 +363,8 @@ static void message_free(struct qmgr_message *msg)
 {
     if (msg->fd >= 0)
         close(msg->fd);
+    for (size_t i = 0; msg->notes && i < msg->qf.env.nrcpt; i++)
+        free(msg->notes[i].relay);
     queue_file_free(&msg->qf);
     free(msg->notes);
     if (msg->entry)
@@ -533,12 +535,23 @@ void qmgr_queue_stop(void)
         event_del(qmgr.pump_ev);
 }
 
-/* qmgr_queue_notify - incoming/ID was announced */
+/*
+ * qmgr_queue_notify - incoming/ID was announced. An ID we know as waiting in
+ * deferred/ was moved back to incoming/ (postctl queue requeue): it goes now.
+ * (Should the file still be in deferred/, the rename fails and the next
+ * deferred/ scan finds it again.)
+ */
 void qmgr_queue_notify(const char *id)
 {
-    if (queue_stopping || !queue_id_valid(id) || entry_find(id) != NULL)
+    struct qmgr_entry *e;
+
+    if (queue_stopping || !queue_id_valid(id))
         return;
-    todo_add(entry_add(id, QMGR_TODO_INCOMING), QMGR_TODO_INCOMING, false);
+    if ((e = entry_find(id)) == NULL)
+        e = entry_add(id, QMGR_TODO_INCOMING);
+    else if (e->where != QMGR_WAITING)
+        return;
+    todo_add(e, QMGR_TODO_INCOMING, false);
     pump_request();
 }
 
@@ -594,6 +607,9 @@ void qmgr_rcpt_result(struct qmgr_message *msg, size_t i, enum queue_rcpt_state 
     rc->state = state;
     snprintf(rc->reason, sizeof(rc->reason), "%s %s", dsn, text);
     msg->notes[i].dirty = !msg->keep_pending;
+    free(msg->notes[i].relay);
+    msg->notes[i].relay = xstrdup(relay);       /* for the DSN's Remote-MTA */
+    msg->notes[i].when = now.tv_sec;
     if (!log_it)
         return;
     delay = (double) now.tv_sec + now.tv_usec / 1e6 - (double) msg->qf.env.arrival;
@@ -615,9 +631,16 @@ void qmgr_message_flush(struct qmgr_message *msg)
     for (size_t i = 0; i < msg->qf.env.nrcpt; i++) {
         struct queue_rcpt *rc = &msg->qf.env.rcpts[i];
 
+        if (msg->notes[i].flags_dirty && !msg->notes[i].dirty && !msg->keep_pending) {
+            msg->notes[i].flags_dirty = false;
+            sb_reset(&err);
+            if (queue_file_update_rcpt_flags(msg->fd, &msg->qf, i, rc->flags, &err) != 0)
+                msg_warn("%s: update flags of recipient %zu: %s", msg->entry->id, i, sb_str(&err));
+            continue;
+        }
         if (!msg->notes[i].dirty)
             continue;
-        msg->notes[i].dirty = false;
+        msg->notes[i].dirty = msg->notes[i].flags_dirty = false;
         /* A copy: the reader keeps its own copy of the reason in rc. */
         snprintf(reason, sizeof(reason), "%s", rc->reason);
         sb_reset(&err);
@@ -627,24 +650,32 @@ void qmgr_message_flush(struct qmgr_message *msg)
     sb_free(&err);
 }
 
-/* qmgr_message_done - no jobs left: remove the file when all recipients are final, else defer it */
+/*
+ * qmgr_message_done - no jobs left: expire, queue the DSNs it owes, then
+ * remove the file when all recipients are final and notified, else defer it.
+ * The DSNs are committed before the file goes or is marked, so a crash
+ * repeats a notification rather than losing it.
+ */
 void qmgr_message_done(struct qmgr_message *msg)
 {
     struct qmgr_entry *e = msg->entry;
     struct strbuf err = STRBUF_INIT;
-    bool    final = true;
+    int64_t now = (int64_t) time(NULL);
+    bool    final = true, notified;
     char    active[64], deferred[64];
     uint32_t attempts;
     int64_t next;
 
     if (msg->jobs != 0)
         msg_panic("qmgr_message_done: %s has %u job(s) left", e->id, msg->jobs);
+    qmgr_bounce_expire(msg, now);
+    notified = qmgr_bounce_notify(msg, now);
     for (size_t i = 0; i < msg->qf.env.nrcpt; i++)
         if (msg->qf.env.rcpts[i].state != QUEUE_RCPT_DELIVERED
             && msg->qf.env.rcpts[i].state != QUEUE_RCPT_BOUNCED)
             final = false;
     snprintf(active, sizeof(active), "active/%s", e->id);
-    if (final) {
+    if (final && notified) {
         /* No status writes first: the file is going away (a crash before the unlink only repeats). */
         if (unlink(active) != 0 && errno != ENOENT)
             msg_warn("%s: remove %s: %m", e->id, active);
@@ -657,7 +688,7 @@ void qmgr_message_done(struct qmgr_message *msg)
     }
     qmgr_message_flush(msg);
     attempts = msg->qf.attempts < UINT32_MAX ? msg->qf.attempts + 1 : UINT32_MAX;
-    next = (int64_t) time(NULL) + (msg->retry_now ? 0 : qmgr_backoff(attempts, qmgr.min_backoff, qmgr.max_backoff));
+    next = now + (msg->retry_now ? 0 : qmgr_backoff(attempts, qmgr.min_backoff, qmgr.max_backoff));
     if (queue_file_update_schedule(msg->fd, &msg->qf, attempts, next, &err) != 0)
         msg_warn("%s: update schedule: %s", e->id, sb_str(&err));
     snprintf(deferred, sizeof(deferred), "deferred/%s", e->id);

@@ -39,6 +39,17 @@ class TransportMapsTest(unittest.TestCase):
         m = re.search(r"to=<%s>.*, dsn=([0-9.]+), status=(\w+) \((.*)\)" % re.escape(rcpt), self.inst.log())
         return m.groups() if m else None
 
+    @staticmethod
+    def mailbox(inst, user, marker):
+        """Texts of the messages in user's new/ whose header section contains marker."""
+        out = []
+        for path in glob.glob(inst.path("mail", DOMAIN, user, "new", "*")):
+            with open(path, errors="replace") as f:
+                text = f.read()
+            if marker in text.split("\n\n", 1)[0]:
+                out.append(text)
+        return out
+
     def test_entries(self):
         i = self.inst
         rcpts = ["x@bounce.test", "y@discard.test", "z@a.b.sub.test", "gone@" + DOMAIN, "alice@" + DOMAIN]
@@ -52,7 +63,12 @@ class TransportMapsTest(unittest.TestCase):
         self.assertEqual(self.result("alice@" + DOMAIN)[1], "sent")
         # the discarded mailbox got nothing, alice got the message
         self.assertEqual(glob.glob(i.path("mail", DOMAIN, "gone", "new", "*")), [])
-        self.assertEqual(len(glob.glob(i.path("mail", DOMAIN, "alice", "new", "*"))), 1)
+        self.assertEqual(len(self.mailbox(i, "alice", "Subject: routed")), 1)
+        # and, from MAILER-DAEMON, one bounce listing both bounced recipients
+        self.assertTrue(wait_until(lambda: self.mailbox(i, "alice", "Subject: Undelivered Mail"), timeout=15))
+        (bounce,) = self.mailbox(i, "alice", "Subject: Undelivered Mail")
+        self.assertIn("Final-Recipient: rfc822; x@bounce.test", bounce)
+        self.assertIn("Final-Recipient: rfc822; z@a.b.sub.test", bounce)
         # every recipient is final: nothing left in the queue
         self.assertTrue(wait_until(lambda: "Mail queue is empty" in i.postctl("queue", "list"), timeout=15),
                         i.postctl("queue", "list"))

@@ -1,0 +1,319 @@
+"""The end of a message's life, told to its sender as RFC 3464 DSNs: a bounce (transport_maps
+error:) lands in the local sender's Maildir, from MAILER-DAEMON with the null sender, and is a
+well-formed multipart/report (parsed with Python's email package) carrying ENVID, ORCPT and the
+original message (RET=FULL, the default) or its headers (RET=HDRS); NOTIFY=NEVER silences it,
+NOTIFY=SUCCESS asks for a success report; null-sender mail never bounces to anyone but the
+postmaster (a double bounce), and a double bounce that fails is dropped, not looped. With
+`retry:` and short lifetimes: one delay warning, then expiry (5.4.7) and a bounce. qmgr killed
+with SIGKILL while bounces are being made: afterwards every bounce exists (at least once)."""
+import email
+import email.policy
+import glob
+import os
+import re
+import signal
+import smtplib
+import time
+import unittest
+
+from postern_test import Instance, children_of, cmdline, main, wait_until
+
+DOMAIN = "example.test"
+HOST = "mx.example.test"                # Instance's --hostname
+
+
+def maildir_messages(inst, user):
+    """Parsed messages in user@DOMAIN's Maildir new/ (and cur/)."""
+    out = []
+    for path in sorted(glob.glob(inst.path("mail", DOMAIN, user, "new", "*"))
+                       + glob.glob(inst.path("mail", DOMAIN, user, "cur", "*"))):
+        with open(path, "rb") as f:
+            out.append(email.message_from_binary_file(f, policy=email.policy.compat32))
+    return out
+
+
+def dsns(inst, user, subject_start):
+    return [m for m in maildir_messages(inst, user) if (m["Subject"] or "").startswith(subject_start)]
+
+
+def send(inst, sender, rcpts, body, mail_options=(), rcpt_options=()):
+    """One message over SMTP; its queue ID (from the 250 reply)."""
+    with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=30) as s:
+        s.ehlo("client.test")
+        code, resp = s.mail(sender, list(mail_options))
+        assert code == 250, (code, resp)
+        for r in rcpts:
+            code, resp = s.rcpt(r, list(rcpt_options))
+            assert code == 250, (code, resp)
+        code, resp = s.data(body)
+        assert code == 250, (code, resp)
+    m = re.search(rb"queued as ([0-9A-F]{18})", resp)
+    assert m, resp
+    return m.group(1).decode()
+
+
+def report_parts(testcase, msg):
+    """(human text, per-message fields, [per-recipient fields], third part) of a DSN."""
+    testcase.assertEqual(msg.get_content_type(), "multipart/report")
+    testcase.assertEqual(msg.get_param("report-type"), "delivery-status")
+    parts = msg.get_payload()
+    testcase.assertEqual(len(parts), 3, [p.get_content_type() for p in parts])
+    testcase.assertEqual(parts[0].get_content_type(), "text/plain")
+    testcase.assertIn(parts[1].get_content_type(), ("message/delivery-status",))
+    blocks = parts[1].get_payload()
+    testcase.assertGreaterEqual(len(blocks), 2)
+    return parts[0].get_payload(), blocks[0], blocks[1:], parts[2]
+
+
+class BounceTest(unittest.TestCase):
+    """Bounces, NOTIFY, null sender, double bounces, kill -9: one instance."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.inst = Instance("bounce")
+        i = cls.inst
+        tmap = i.path("etc", "transport")
+        with open(tmap, "w") as f:
+            f.write("bounce.test  error:5.1.1 no such mailbox here\n")
+        i.set_main_cf(mynetworks="127.0.0.1/32", transport_maps="texthash:" + tmap,
+                      minimal_backoff_time="1s", maximal_backoff_time="2s", queue_run_delay="1s",
+                      service_throttle_time="2s",
+                      **{"2bounce_notice_recipient": "postmaster@" + DOMAIN})
+        i.postctl("domain", "add", DOMAIN)
+        for user in ("alice", "bob", "carol", "dave", "erin", "postmaster"):
+            i.postctl("user", "add", "%s@%s" % (user, DOMAIN), "--password-stdin", input="pw\n")
+        i.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.inst.cleanup()
+
+    def wait_removed(self, qid):
+        self.assertTrue(wait_until(lambda: "%s: removed" % qid in self.inst.log(), timeout=30),
+                        self.inst.log()[-3000:])
+
+    def test_bounce_full_message(self):
+        i = self.inst
+        body = (b"From: Alice <alice@example.test>\r\nTo: x@bounce.test\r\nSubject: will bounce\r\n"
+                b"Message-ID: <bounce-full@example.test>\r\n\r\nthe original body\r\n")
+        qid = send(i, "alice@" + DOMAIN, ["x@bounce.test"], body,
+                   mail_options=["ENVID=env+2B123"],
+                   rcpt_options=["ORCPT=rfc822;orig+2Bx@bounce.test", "NOTIFY=FAILURE,DELAY"])
+        self.assertTrue(wait_until(lambda: dsns(i, "alice", "Undelivered Mail"), timeout=30), i.log()[-3000:])
+        (dsn,) = dsns(i, "alice", "Undelivered Mail")
+        self.assertRegex(i.log(), r"%s: sender non-delivery notification: [0-9A-F]{18}" % qid)
+        # from MAILER-DAEMON with the null sender
+        self.assertEqual(dsn["Return-Path"], "<>")
+        self.assertEqual(dsn["From"], "MAILER-DAEMON@%s (Mail Delivery System)" % HOST)
+        self.assertEqual(dsn["To"], "<alice@%s>" % DOMAIN)
+        self.assertEqual(dsn["Auto-Submitted"], "auto-replied")
+        self.assertIsNotNone(dsn["Date"])
+        self.assertIsNotNone(dsn["Message-Id"])
+        human, per_msg, per_rcpt, third = report_parts(self, dsn)
+        self.assertIn("This is the mail system at host %s." % HOST, human)
+        self.assertIn("could not\nbe delivered to one or more recipients", human)
+        self.assertIn("<x@bounce.test> (expanded from <orig+x@bounce.test>): no such mailbox here", human)
+        self.assertEqual(per_msg["Reporting-MTA"], "dns; " + HOST)
+        self.assertEqual(per_msg["X-Postern-Queue-ID"], qid)
+        self.assertEqual(per_msg["Original-Envelope-Id"], "env+123")
+        self.assertIsNotNone(per_msg["Arrival-Date"])
+        self.assertEqual(len(per_rcpt), 1)
+        r = per_rcpt[0]
+        self.assertEqual(r["Final-Recipient"], "rfc822; x@bounce.test")
+        self.assertEqual(r["Original-Recipient"], "rfc822;orig+x@bounce.test")
+        self.assertEqual(r["Action"], "failed")
+        self.assertEqual(r["Status"], "5.1.1")
+        self.assertEqual(r["Diagnostic-Code"], "X-Postern; no such mailbox here")
+        self.assertIsNotNone(r["Last-Attempt-Date"])
+        # RET absent: the whole original message
+        self.assertEqual(third.get_content_type(), "message/rfc822")
+        orig = third.get_payload()[0]
+        self.assertEqual(orig["Subject"], "will bounce")
+        self.assertEqual(orig["Message-ID"], "<bounce-full@example.test>")
+        self.assertIn("the original body", orig.get_payload())
+        # the original is gone; the bounce was delivered and is gone too
+        self.wait_removed(qid)
+
+    def test_bounce_headers_only(self):
+        i = self.inst
+        body = b"Subject: headers only\r\nX-Mark: hdrs\r\n\r\nsecret body text\r\n"
+        send(i, "bob@" + DOMAIN, ["y@bounce.test"], body, mail_options=["RET=HDRS"])
+        self.assertTrue(wait_until(lambda: dsns(i, "bob", "Undelivered Mail"), timeout=30), i.log()[-3000:])
+        (dsn,) = dsns(i, "bob", "Undelivered Mail")
+        _, per_msg, per_rcpt, third = report_parts(self, dsn)
+        self.assertIsNone(per_msg["Original-Envelope-Id"])
+        self.assertIsNone(per_rcpt[0]["Original-Recipient"])
+        self.assertEqual(third.get_content_type(), "text/rfc822-headers")
+        text = third.get_payload()
+        self.assertIn("Subject: headers only", text)
+        self.assertIn("X-Mark: hdrs", text)
+        self.assertNotIn("secret body text", text)
+
+    def test_notify_never_and_success(self):
+        i = self.inst
+        q1 = send(i, "carol@" + DOMAIN, ["z@bounce.test"], b"Subject: never\r\n\r\nx\r\n",
+                  rcpt_options=["NOTIFY=NEVER"])
+        q2 = send(i, "carol@" + DOMAIN, ["bob@" + DOMAIN], b"Subject: tell me\r\n\r\nx\r\n",
+                  rcpt_options=["NOTIFY=SUCCESS"])
+        self.assertTrue(wait_until(lambda: dsns(i, "carol", "Successful Mail Delivery Report"), timeout=30),
+                        i.log()[-3000:])
+        self.wait_removed(q1)
+        self.wait_removed(q2)
+        (dsn,) = dsns(i, "carol", "Successful Mail Delivery Report")
+        self.assertRegex(i.log(), r"%s: sender delivery status notification: " % q2)
+        human, per_msg, per_rcpt, third = report_parts(self, dsn)
+        self.assertIn("successfully delivered", human)
+        self.assertEqual(per_msg["X-Postern-Queue-ID"], q2)
+        self.assertEqual(per_rcpt[0]["Final-Recipient"], "rfc822; bob@" + DOMAIN)
+        self.assertEqual(per_rcpt[0]["Action"], "delivered")
+        self.assertTrue(per_rcpt[0]["Status"].startswith("2."), per_rcpt[0]["Status"])
+        self.assertEqual(third.get_content_type(), "text/rfc822-headers")
+        # NOTIFY=NEVER: bounced, but no notification of any kind
+        self.assertRegex(i.log(), r"%s: to=<z@bounce.test>.*status=bounced" % q1)
+        self.assertNotRegex(i.log(), r"%s: sender non-delivery notification" % q1)
+        self.assertEqual(dsns(i, "carol", "Undelivered Mail"), [])
+        # the default NOTIFY never sends a success report
+        self.assertEqual(len(dsns(i, "carol", "Successful")), 1)
+
+    def test_null_sender_and_double_bounce(self):
+        i = self.inst
+        before = len(dsns(i, "postmaster", "Postmaster Copy"))
+        q1 = send(i, "", ["w@bounce.test"], b"Subject: a bounce that bounces\r\n\r\nx\r\n")
+        self.assertTrue(wait_until(lambda: len(dsns(i, "postmaster", "Postmaster Copy")) > before, timeout=30),
+                        i.log()[-3000:])
+        self.wait_removed(q1)
+        self.assertRegex(i.log(), r"%s: postmaster non-delivery notification: " % q1)
+        self.assertNotRegex(i.log(), r"%s: sender non-delivery notification" % q1)
+        copy = dsns(i, "postmaster", "Postmaster Copy")[-1]
+        self.assertEqual(copy["Return-Path"], "<double-bounce@%s>" % HOST)
+        _, per_msg, per_rcpt, third = report_parts(self, copy)
+        self.assertEqual(per_msg["X-Postern-Queue-ID"], q1)
+        self.assertEqual(per_rcpt[0]["Final-Recipient"], "rfc822; w@bounce.test")
+        self.assertEqual(third.get_payload()[0]["Subject"], "a bounce that bounces")
+        # a failing postmaster notification (its sender is the double-bounce address) is dropped
+        q2 = send(i, "double-bounce@" + HOST, ["v@bounce.test"], b"Subject: dropped\r\n\r\nx\r\n")
+        self.wait_removed(q2)
+        self.assertIn("%s: undeliverable postmaster notification discarded" % q2, i.log())
+        time.sleep(1)
+        self.assertEqual(len(dsns(i, "postmaster", "Postmaster Copy")), before + 1)
+
+    def qmgr_pids(self):
+        pids = []
+        for pid in children_of(self.inst.master_pid()):
+            try:
+                argv = cmdline(pid)
+            except OSError:
+                continue
+            if argv and os.path.basename(argv[0]) == "qmgr":
+                pids.append(pid)
+        return pids
+
+    def test_kill_qmgr_while_bouncing(self):
+        i = self.inst
+        n = 30
+        ids, kills = [], 0
+        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+            s.ehlo("client.test")
+            for k in range(n):
+                s.mail("dave@" + DOMAIN)
+                s.rcpt("k%d@bounce.test" % k)
+                code, resp = s.data(b"Subject: kill %d\r\n\r\nx\r\n" % k)
+                self.assertEqual(code, 250, resp)
+                ids.append(re.search(rb"queued as ([0-9A-F]{18})", resp).group(1).decode())
+                if k % 10 == 5:
+                    for pid in self.qmgr_pids():
+                        os.kill(pid, signal.SIGKILL)
+                        kills += 1
+        self.assertGreater(kills, 0)
+
+        def reported():
+            return {m.get_payload()[1].get_payload()[0]["X-Postern-Queue-ID"]
+                    for m in dsns(i, "dave", "Undelivered Mail")}
+        self.assertTrue(wait_until(lambda: set(ids) <= reported(), timeout=60),
+                        "missing bounces for %s" % sorted(set(ids) - reported()))
+        self.assertTrue(wait_until(lambda: "Mail queue is empty" in i.postctl("queue", "list"), timeout=30),
+                        i.postctl("queue", "list"))
+
+
+class QueueLifetimeTest(unittest.TestCase):
+    """retry: keeps mail deferred: one delay warning, then expiry and a bounce; a bounce
+    that cannot be delivered to a postmaster that cannot be reached is dropped."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.inst = Instance("lifetime")
+        i = cls.inst
+        tmap = i.path("etc", "transport")
+        with open(tmap, "w") as f:
+            f.write("slow.test    retry:4.4.1 destination busy\n"
+                    "bounce.test  error:5.1.1 no such mailbox here\n")
+        i.set_main_cf(mynetworks="127.0.0.1/32", transport_maps="texthash:" + tmap,
+                      minimal_backoff_time="1s", maximal_backoff_time="1s", queue_run_delay="1s",
+                      delay_warning_time="2s", maximal_queue_lifetime="8s", bounce_queue_lifetime="0",
+                      **{"2bounce_notice_recipient": "pm@bounce.test"})
+        i.postctl("domain", "add", DOMAIN)
+        for user in ("alice", "bob"):
+            i.postctl("user", "add", "%s@%s" % (user, DOMAIN), "--password-stdin", input="pw\n")
+        i.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.inst.cleanup()
+
+    def test_delay_warning_then_expiry(self):
+        i = self.inst
+        qid = send(i, "alice@" + DOMAIN, ["x@slow.test"], b"Subject: slow one\r\n\r\nbody\r\n",
+                   mail_options=["ENVID=slow-1"])
+        self.assertTrue(wait_until(lambda: dsns(i, "alice", "Delayed Mail"), timeout=30), i.log()[-3000:])
+        self.assertTrue(wait_until(lambda: dsns(i, "alice", "Undelivered Mail"), timeout=40), i.log()[-3000:])
+        self.assertTrue(wait_until(lambda: "%s: removed" % qid in i.log(), timeout=20))
+        # exactly one warning, though the message was tried several times after it was due
+        self.assertEqual(len(dsns(i, "alice", "Delayed Mail")), 1)
+        self.assertEqual(len(re.findall(r"%s: sender delay notification" % qid, i.log())), 1)
+        self.assertIn("%s: from=<alice@%s>, status=expired, returned to sender" % (qid, DOMAIN), i.log())
+
+        (warn,) = dsns(i, "alice", "Delayed Mail")
+        human, per_msg, per_rcpt, third = report_parts(self, warn)
+        self.assertIn("THIS IS A WARNING ONLY", human)
+        self.assertIn("It will be retried until it is 8 second(s) old.", human)
+        self.assertEqual(per_msg["Original-Envelope-Id"], "slow-1")
+        self.assertEqual(per_rcpt[0]["Action"], "delayed")
+        self.assertEqual(per_rcpt[0]["Status"], "4.4.1")
+        self.assertEqual(per_rcpt[0]["Diagnostic-Code"], "X-Postern; destination busy")
+        self.assertIsNotNone(per_rcpt[0]["Will-Retry-Until"])
+        self.assertEqual(third.get_content_type(), "text/rfc822-headers")
+
+        (bounce,) = dsns(i, "alice", "Undelivered Mail")
+        _, _, per_rcpt, third = report_parts(self, bounce)
+        self.assertEqual(per_rcpt[0]["Action"], "failed")
+        self.assertEqual(per_rcpt[0]["Status"], "5.4.7")
+        self.assertIn("message expired", per_rcpt[0]["Diagnostic-Code"])
+        self.assertIn("4.4.1 destination busy", per_rcpt[0]["Diagnostic-Code"])
+        self.assertEqual(third.get_payload()[0]["Subject"], "slow one")
+
+    def test_notify_never_no_warning(self):
+        i = self.inst
+        qid = send(i, "bob@" + DOMAIN, ["y@slow.test"], b"Subject: quiet\r\n\r\nbody\r\n",
+                   rcpt_options=["NOTIFY=NEVER"])
+        self.assertTrue(wait_until(lambda: "%s: removed" % qid in i.log(), timeout=40), i.log()[-3000:])
+        self.assertIn("%s: from=<bob@%s>, status=expired" % (qid, DOMAIN), i.log())
+        self.assertNotRegex(i.log(), r"%s: sender (delay|non-delivery) notification" % qid)
+        self.assertEqual(maildir_messages(i, "bob"), [])
+
+    def test_null_sender_one_attempt_and_no_loop(self):
+        i = self.inst
+        # bounce_queue_lifetime = 0: a null-sender message gets one attempt
+        qid = send(i, "", ["z@slow.test"], b"Subject: null sender\r\n\r\nbody\r\n")
+        self.assertTrue(wait_until(lambda: "%s: removed" % qid in i.log(), timeout=30), i.log()[-3000:])
+        self.assertIn("%s: from=<>, status=expired" % qid, i.log())
+        m = re.search(r"%s: postmaster non-delivery notification: ([0-9A-F]{18})" % qid, i.log())
+        self.assertTrue(m, i.log()[-3000:])
+        # the postmaster (pm@bounce.test) cannot be reached either: dropped, never looped
+        copy = m.group(1)
+        self.assertTrue(wait_until(lambda: "%s: removed" % copy in i.log(), timeout=30), i.log()[-3000:])
+        self.assertIn("%s: undeliverable postmaster notification discarded" % copy, i.log())
+        self.assertNotRegex(i.log(), r"%s: (postmaster|sender) non-delivery notification" % copy)
+
+
+if __name__ == "__main__":
+    main()
