@@ -156,22 +156,58 @@ static const char *orcpt_address(const char *orcpt)
     return semi ? semi + 1 : orcpt;
 }
 
-/* human_rcpt - "<addr> (expanded from <orig>): text" */
+/*
+ * put_wrapped - text as lines of about HUMAN_WIDTH columns, broken at spaces
+ * (continuations indented), and never longer than DSN_VALUE_MAX: a hostile
+ * word without spaces is cut there.
+ */
+#define HUMAN_WIDTH 78
+static void put_wrapped(struct strbuf *out, const char *text)
+{
+    size_t  col = 0;
+
+    while (*text) {
+        size_t  word = strcspn(text, " ");
+
+        if (col > 0 && col + 1 + word > HUMAN_WIDTH) {
+            sb_puts(out, "\n    ");
+            col = 4;
+        } else if (col > 0) {
+            sb_putc(out, ' ');
+            col++;
+        }
+        for (size_t k = 0; k < word; k++, col++) {
+            if (col >= DSN_VALUE_MAX) {
+                sb_puts(out, "\n    ");
+                col = 4;
+            }
+            sb_putc(out, text[k]);
+        }
+        text += word;
+        text += strspn(text, " ");
+    }
+    sb_putc(out, '\n');
+}
+
+/* human_rcpt - "<addr> (expanded from <orig>): text", wrapped */
 static void human_rcpt(const struct dsn_rcpt *rc, struct strbuf *out)
 {
+    struct strbuf line = STRBUF_INIT;
     const char *orig = orcpt_address(rc->orcpt);
 
-    sb_putc(out, '<');
-    put_value(out, rc->address);
-    sb_putc(out, '>');
+    sb_putc(&line, '<');
+    put_value(&line, rc->address);
+    sb_putc(&line, '>');
     if (orig && *orig && strcasecmp(orig, rc->address) != 0) {
-        sb_puts(out, " (expanded from <");
-        put_value(out, orig);
-        sb_puts(out, ">)");
+        sb_puts(&line, " (expanded from <");
+        put_value(&line, orig);
+        sb_puts(&line, ">)");
     }
-    sb_puts(out, ": ");
-    put_value(out, rc->text && *rc->text ? rc->text : rc->action);
-    sb_puts(out, "\n\n");
+    sb_puts(&line, ": ");
+    put_value(&line, rc->text && *rc->text ? rc->text : rc->action);
+    put_wrapped(out, sb_str(&line));
+    sb_putc(out, '\n');
+    sb_free(&line);
 }
 
 /* remote_host - "mx.example" of a relay "mx.example[192.0.2.1]:25"; NULL for a local agent */
