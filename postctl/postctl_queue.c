@@ -24,6 +24,7 @@
  *   postctl queue hold ID...|ALL
  *   postctl queue release ID...|ALL
  *   postctl queue flush
+ *   postctl queue requeue ID...|ALL
  *
  * show prints one message's envelope, schedule and every recipient with its
  * state and reason. delete, hold and release work as Postfix's postsuper -d,
@@ -34,8 +35,17 @@
  * delivered: it is left alone and reported. qmgr copes with a file that
  * vanishes under it (it treats the name as deleted). flush asks qmgr
  * ("type=flush" on private/qmgr) to try every deferred message now. IDs are
- * checked with queue_id_valid() before they name a file. requeue comes
- * later. Exit status: 0 done, 1 something could not be read or done
+ * checked with queue_id_valid() before they name a file.
+ *
+ * requeue (Postfix's postsuper -r) sends messages from deferred/ or hold/
+ * through qmgr again as if new: deferred recipients become pending (so a
+ * message nothing was delivered from has its aliases expanded again with
+ * today's tables, and every route is decided afresh), the schedule says
+ * "now", and the file goes to incoming/ with a "type=new" to qmgr. It is
+ * parked in hold/ (where qmgr never looks) while its records are rewritten,
+ * so qmgr cannot activate it half-done. Delivered and bounced recipients
+ * stay as they are: nothing is delivered twice, and a bounce still owed is
+ * still sent. Exit status: 0 done, 1 something could not be read or done
  * (configuration, directory, permission, no such message), 2 usage.
  */
 #include <dirent.h>
@@ -92,6 +102,7 @@ static void queue_usage(FILE *out)
             "       postctl queue hold ID...|ALL\n"
             "       postctl queue release ID...|ALL\n"
             "       postctl queue flush\n"
+            "       postctl queue requeue ID...|ALL\n"
             "\n"
             "List the messages in the queue (like mailq): queue ID (\"*\" active, \"!\" on hold),\n"
             "size, arrival time, sender, then the recipients still to be delivered, each group\n"
@@ -103,7 +114,8 @@ static void queue_usage(FILE *out)
             "\n"
             "show: one message's envelope, schedule and recipients. delete, hold, release: like\n"
             "postsuper -d, -h, -H (release moves held mail back to deferred/ and flushes).\n"
-            "flush: qmgr tries every deferred message now. Not available yet: requeue.\n");
+            "flush: qmgr tries every deferred message now. requeue: like postsuper -r, deferred\n"
+            "and held messages start over as new (recipients still to be delivered routed again).\n");
 }
 
 /* entry_add - a fresh slot in the listing */
@@ -385,22 +397,56 @@ static int queue_list(struct postctl *ctl, int argc, char **argv)
     return rc;
 }
 
-/* qmgr_flush - "type=flush" to qmgr; -1 after a message when it cannot be reached */
-static int qmgr_flush(int qfd)
+/* qmgr_connect - a connection to private/qmgr, or -1 with err */
+static int qmgr_connect(int qfd, struct strbuf *err)
 {
-    struct strbuf err = STRBUF_INIT;
-    struct ipc_record rec;
-    int     cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), sock = -1, rc = -1;
+    int     cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), sock = -1;
 
     /* ipc_connect takes a path relative to the queue directory, as the daemons see it */
     if (cwd >= 0 && fchdir(qfd) == 0) {
-        sock = ipc_connect("private/qmgr", 2000, &err);
+        sock = ipc_connect("private/qmgr", 2000, err);
         if (fchdir(cwd) != 0) {
             /* the cwd only matters for relative paths, and there are none after this */
         }
     }
     if (cwd >= 0)
         close(cwd);
+    return sock;
+}
+
+/* qmgr_announce - "type=new queue_id=ID" for each ID; -1 after a message when qmgr is unreachable */
+static int qmgr_announce(int qfd, char (*ids)[QUEUE_ID_LEN + 1], size_t n)
+{
+    struct strbuf err = STRBUF_INIT;
+    int     sock = qmgr_connect(qfd, &err), rc = 0;
+
+    for (size_t i = 0; sock >= 0 && i < n && rc == 0; i++) {
+        struct ipc_record rec;
+
+        ipc_init(&rec, "new");
+        ipc_put(&rec, "queue_id", ids[i]);
+        rc = ipc_send(sock, &rec, -1, 2000, &err);
+        ipc_free(&rec);
+    }
+    if (sock < 0 || rc != 0) {
+        /* Not fatal: qmgr scans incoming/ every few seconds. */
+        fprintf(stderr, "postctl queue: cannot reach qmgr (is the instance running?): %s; "
+                "it will find the mail when it scans incoming/\n", err.len ? sb_str(&err) : strerror(errno));
+        rc = -1;
+    }
+    if (sock >= 0)
+        close(sock);
+    sb_free(&err);
+    return rc;
+}
+
+/* qmgr_flush - "type=flush" to qmgr; -1 after a message when it cannot be reached */
+static int qmgr_flush(int qfd)
+{
+    struct strbuf err = STRBUF_INIT;
+    struct ipc_record rec;
+    int     sock = qmgr_connect(qfd, &err), rc = -1;
+
     ipc_init(&rec, "flush");
     if (sock >= 0 && ipc_send(sock, &rec, -1, 2000, &err) == 0)
         rc = 0;
@@ -611,6 +657,129 @@ static int queue_change(struct postctl *ctl, enum queue_op op, int argc, char **
     return failed ? POSTCTL_FAILED : POSTCTL_OK;
 }
 
+/* requeue_reset - the parked file hold/ID: deferred recipients pending, schedule now; -1 after a message */
+static int requeue_reset(int qfd, const char *id)
+{
+    struct strbuf err = STRBUF_INIT;
+    struct queue_file qf;
+    char    path[64];
+    int     fd, rc = -1;
+
+    snprintf(path, sizeof(path), "hold/%s", id);
+    fd = openat(qfd, path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "postctl queue: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (queue_file_read(fd, &qf, &err) != 0) {
+        fprintf(stderr, "postctl queue: %s: %s\n", path, sb_str(&err));
+    } else if (strcmp(qf.env.queue_id, id) != 0) {
+        fprintf(stderr, "postctl queue: %s: queue_id in the file differs from its name\n", path);
+    } else {
+        rc = 0;
+        for (size_t i = 0; i < qf.env.nrcpt && rc == 0; i++)
+            if (qf.env.rcpts[i].state == QUEUE_RCPT_DEFERRED)
+                rc = queue_file_update_rcpt(fd, &qf, i, QUEUE_RCPT_PENDING, "", &err);
+        if (rc == 0)
+            rc = queue_file_update_schedule(fd, &qf, qf.attempts, 0, &err);
+        if (rc != 0)
+            fprintf(stderr, "postctl queue: %s: %s\n", path, sb_str(&err));
+    }
+    queue_file_free(&qf);
+    close(fd);
+    sb_free(&err);
+    return rc;
+}
+
+/* requeue_one - deferred/ID or hold/ID starts over from incoming/; 1 done, 0 not there, -1 failed */
+static int requeue_one(int qfd, const char *id, bool quiet_absent)
+{
+    static const char *const from[] = {"deferred", "hold"};
+    char    src[64], park[64], dst[64];
+    struct stat st;
+
+    snprintf(park, sizeof(park), "hold/%s", id);
+    snprintf(dst, sizeof(dst), "incoming/%s", id);
+    for (size_t q = 0; q < sizeof(from) / sizeof(from[0]); q++) {
+        snprintf(src, sizeof(src), "%s/%s", from[q], id);
+        if (q == 0 && renameat2(qfd, src, qfd, park, RENAME_NOREPLACE) != 0) {
+            if (errno == ENOENT)
+                continue;
+            fprintf(stderr, "postctl queue: %s: %s\n", src, strerror(errno));
+            return -1;
+        }
+        if (q == 1 && fstatat(qfd, park, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if (requeue_reset(qfd, id) != 0) {
+            /* Back where it was, untouched or with some recipients pending: both are valid. */
+            if (q == 0 && renameat2(qfd, park, qfd, src, RENAME_NOREPLACE) != 0)
+                fprintf(stderr, "postctl queue: %s stays in hold/: %s\n", id, strerror(errno));
+            return -1;
+        }
+        if (renameat2(qfd, park, qfd, dst, RENAME_NOREPLACE) != 0) {
+            fprintf(stderr, "postctl queue: %s: rename to %s: %s; it is on hold now\n", id, dst,
+                    strerror(errno));
+            return -1;
+        }
+        return 1;
+    }
+    snprintf(src, sizeof(src), "active/%s", id);
+    if (fstatat(qfd, src, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        fprintf(stderr, "postctl queue: %s is being delivered now; try again in a moment\n", id);
+        return -1;
+    }
+    snprintf(src, sizeof(src), "incoming/%s", id);
+    if (fstatat(qfd, src, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return quiet_absent ? 0 : 1;    /* new already */
+    if (!quiet_absent)
+        fprintf(stderr, "postctl queue: %s: no such message\n", id);
+    return quiet_absent ? 0 : -1;
+}
+
+/* queue_requeue - postctl queue requeue ID...|ALL */
+static int queue_requeue(struct postctl *ctl, int argc, char **argv)
+{
+    struct queue_listing l = {NULL, 0, 0, false};
+    char  (*done)[QUEUE_ID_LEN + 1];
+    struct config *cfg;
+    bool    all = argc == 3 && strcmp(argv[2], "ALL") == 0, failed = false;
+    size_t  ndone = 0;
+    int     qfd;
+
+    if (argc < 3) {
+        queue_usage(stderr);
+        return POSTCTL_USAGE;
+    }
+    for (int i = 2; i < argc && !all; i++) {
+        if (!queue_id_valid(argv[i])) {
+            fprintf(stderr, "postctl queue requeue: '%s' is not a queue ID\n", argv[i]);
+            return POSTCTL_USAGE;
+        }
+    }
+    if (open_queue(ctl, &cfg, &qfd) < 0)
+        return POSTCTL_FAILED;
+    if (all && (scan_queue(&l, qfd, "deferred") < 0 || scan_queue(&l, qfd, "hold") < 0))
+        failed = true;
+    done = xcalloc((all ? l.count : (size_t) argc) + 1, sizeof(*done));
+    for (size_t i = 0; i < (all ? l.count : (size_t) argc - 2); i++) {
+        const char *id = all ? l.items[i].id : argv[i + 2];
+        int     r = requeue_one(qfd, id, all);
+
+        if (r > 0)
+            snprintf(done[ndone++], QUEUE_ID_LEN + 1, "%s", id);
+        else if (r < 0)
+            failed = true;
+    }
+    printf("postctl queue: Requeued: %zu message%s\n", ndone, ndone == 1 ? "" : "s");
+    if (ndone > 0 && qmgr_announce(qfd, done, ndone) < 0)
+        failed = true;
+    free(done);
+    close(qfd);
+    listing_free(&l);
+    config_free(cfg);
+    return failed ? POSTCTL_FAILED : POSTCTL_OK;
+}
+
 /* queue_flush_cmd - postctl queue flush */
 static int queue_flush_cmd(struct postctl *ctl, int argc)
 {
@@ -651,10 +820,8 @@ int cmd_queue(struct postctl *ctl, int argc, char **argv)
         return queue_change(ctl, OP_RELEASE, argc, argv);
     if (strcmp(argv[1], "flush") == 0)
         return queue_flush_cmd(ctl, argc);
-    if (strcmp(argv[1], "requeue") == 0) {
-        fprintf(stderr, "postctl queue: requeue is not available yet\n");
-        return POSTCTL_FAILED;
-    }
+    if (strcmp(argv[1], "requeue") == 0)
+        return queue_requeue(ctl, argc, argv);
     fprintf(stderr, "postctl queue: unknown subcommand '%s'\n", argv[1]);
     queue_usage(stderr);
     return POSTCTL_USAGE;

@@ -5,7 +5,8 @@ original message (RET=FULL, the default) or its headers (RET=HDRS); NOTIFY=NEVER
 NOTIFY=SUCCESS asks for a success report; null-sender mail never bounces to anyone but the
 postmaster (a double bounce), and a double bounce that fails is dropped, not looped. With
 `retry:` and short lifetimes: one delay warning, then expiry (5.4.7) and a bounce. qmgr killed
-with SIGKILL while bounces are being made: afterwards every bounce exists (at least once)."""
+with SIGKILL while bounces are being made: afterwards every bounce exists (at least once).
+`postctl queue requeue` sends deferred and held mail through qmgr again at once."""
 import email
 import email.policy
 import glob
@@ -313,6 +314,66 @@ class QueueLifetimeTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: "%s: removed" % copy in i.log(), timeout=30), i.log()[-3000:])
         self.assertIn("%s: undeliverable postmaster notification discarded" % copy, i.log())
         self.assertNotRegex(i.log(), r"%s: (postmaster|sender) non-delivery notification" % copy)
+
+
+class RequeueTest(unittest.TestCase):
+    """postctl queue requeue ID...|ALL (postsuper -r): long back-off, so only requeue brings a
+    deferred message back before its time."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.inst = Instance("requeue")
+        i = cls.inst
+        tmap = i.path("etc", "transport")
+        with open(tmap, "w") as f:
+            f.write("later.test   retry:4.4.1 try later\n")
+        i.set_main_cf(mynetworks="127.0.0.1/32", transport_maps="texthash:" + tmap,
+                      minimal_backoff_time="1h", maximal_backoff_time="2h", queue_run_delay="1h")
+        i.postctl("domain", "add", DOMAIN)
+        i.postctl("user", "add", "alice@" + DOMAIN, "--password-stdin", input="pw\n")
+        i.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.inst.cleanup()
+
+    def attempts(self, qid):
+        return len(re.findall(r"%s: from=<.*\(queue active\)" % qid, self.inst.log()))
+
+    def deferred(self, qid):
+        return os.path.exists(self.inst.path("queue", "deferred", qid))
+
+    def test_requeue(self):
+        i = self.inst
+        q1 = send(i, "alice@" + DOMAIN, ["a@later.test"], b"Subject: r1\r\n\r\nx\r\n")
+        q2 = send(i, "alice@" + DOMAIN, ["b@later.test"], b"Subject: r2\r\n\r\nx\r\n")
+        self.assertTrue(wait_until(lambda: self.deferred(q1) and self.deferred(q2), timeout=20), i.log()[-2000:])
+        self.assertEqual((self.attempts(q1), self.attempts(q2)), (1, 1))
+        self.assertRegex(i.postctl("queue", "show", q1), r"recipient: a@later\.test \(deferred\): 4\.4\.1 try later")
+
+        out = i.postctl("queue", "requeue", q1)
+        self.assertIn("Requeued: 1 message", out)
+        self.assertTrue(wait_until(lambda: self.attempts(q1) == 2 and self.deferred(q1), timeout=20),
+                        i.log()[-2000:])
+        self.assertEqual(self.attempts(q2), 1)
+        show = i.postctl("queue", "show", q1)
+        self.assertRegex(show, r"attempts: 2")
+
+        # a held message is released by requeue; ALL takes every deferred and held one
+        i.postctl("queue", "hold", q2)
+        self.assertTrue(os.path.exists(i.path("queue", "hold", q2)))
+        out = i.postctl("queue", "requeue", "ALL")
+        self.assertIn("Requeued: 2 messages", out)
+        self.assertTrue(wait_until(lambda: self.attempts(q1) == 3 and self.attempts(q2) == 2
+                                   and self.deferred(q1) and self.deferred(q2), timeout=20), i.log()[-2000:])
+        self.assertFalse(os.path.exists(i.path("queue", "hold", q2)))
+
+        # usage and unknown IDs
+        self.assertEqual(i.postctl_raw("queue", "requeue").returncode, 2)
+        self.assertEqual(i.postctl_raw("queue", "requeue", "../etc").returncode, 2)
+        r = i.postctl_raw("queue", "requeue", "0" * 18)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no such message", r.stderr)
 
 
 if __name__ == "__main__":
