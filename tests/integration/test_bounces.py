@@ -253,13 +253,35 @@ class QueueLifetimeTest(unittest.TestCase):
                       delay_warning_time="2s", maximal_queue_lifetime="8s", bounce_queue_lifetime="0",
                       **{"2bounce_notice_recipient": "pm@bounce.test"})
         i.postctl("domain", "add", DOMAIN)
-        for user in ("alice", "bob"):
+        for user in ("alice", "bob", "carol"):
             i.postctl("user", "add", "%s@%s" % (user, DOMAIN), "--password-stdin", input="pw\n")
         i.start()
 
     @classmethod
     def tearDownClass(cls):
         cls.inst.cleanup()
+
+    def test_each_recipient_reported_once(self):
+        """One recipient bounces at once, the other waits: the first bounce names only the
+        first, the warning and the expiry bounce only the second, however often it was tried."""
+        i = self.inst
+        qid = send(i, "carol@" + DOMAIN, ["now@bounce.test", "later@slow.test"], b"Subject: split\r\n\r\nx\r\n")
+        self.assertTrue(wait_until(lambda: "%s: removed" % qid in i.log(), timeout=40), i.log()[-3000:])
+        self.assertTrue(wait_until(lambda: len(dsns(i, "carol", "Undelivered Mail")) == 2, timeout=20),
+                        i.log()[-3000:])
+        time.sleep(1)
+        self.assertEqual(len(dsns(i, "carol", "Undelivered Mail")), 2)
+        self.assertEqual(len(dsns(i, "carol", "Delayed Mail")), 1)
+        self.assertGreaterEqual(len(re.findall(r"%s: to=<later@slow.test>.*status=deferred" % qid, i.log())), 2)
+        reported = []
+        for m in dsns(i, "carol", "Undelivered Mail"):
+            _, per_msg, per_rcpt, _ = report_parts(self, m)
+            self.assertEqual(per_msg["X-Postern-Queue-ID"], qid)
+            reported.append([(r["Final-Recipient"], r["Status"]) for r in per_rcpt])
+        self.assertCountEqual(reported, [[("rfc822; now@bounce.test", "5.1.1")],
+                                         [("rfc822; later@slow.test", "5.4.7")]])
+        _, _, per_rcpt, _ = report_parts(self, dsns(i, "carol", "Delayed Mail")[0])
+        self.assertEqual([r["Final-Recipient"] for r in per_rcpt], ["rfc822; later@slow.test"])
 
     def test_delay_warning_then_expiry(self):
         i = self.inst
