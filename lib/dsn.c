@@ -9,8 +9,10 @@
  * messages that way and the agents convert on the way out.
  *
  * The boundary is made of the queue ID, the time and the host name, as
- * Postfix makes it; it cannot occur in our own parts, and an original that
- * contains it by accident would need to have guessed a random queue ID.
+ * Postfix makes it, so it cannot occur in our own parts. The sender of the
+ * original learns its queue ID from the 250 reply, though, and could put
+ * the line into the message to break the report's structure: callers pass
+ * their own boundary with a random part (r->boundary) for real reports.
  */
 #include <stdio.h>
 #include <string.h>
@@ -73,6 +75,10 @@ void dsn_format_date(int64_t when, char buf[64])
 /* boundary - the MIME boundary of this report */
 static void boundary(const struct dsn_report *r, struct strbuf *out)
 {
+    if (r->boundary != NULL) {
+        put_value(out, r->boundary);
+        return;
+    }
     sb_printf(out, "%s.%lld/", r->queue_id, (long long) r->now);
     put_value(out, r->myhostname);
 }

@@ -68,6 +68,7 @@ struct dsn_report {
     size_t  nrcpt;
     bool    full;                       /* the third part is the whole message, else its headers */
     bool    eight_bit;                  /* the original's body is 8BITMIME */
+    const char *boundary;               /* NULL: made of queue ID, time and host (see dsn.c) */
 };
 
 /* dsn_compose_head - everything before the third part's body; true when the result is 8-bit */

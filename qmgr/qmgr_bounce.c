@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -262,6 +263,20 @@ static int header_bytes(struct qmgr_message *msg, uint64_t *len, struct strbuf *
 }
 
 /*
+ * make_boundary - "ID.TIME.RANDOM/myhostname": the original's sender knows
+ * the queue ID and can guess the time, not 64 random bits.
+ */
+static void make_boundary(const struct qmgr_message *msg, int64_t now, char *buf, size_t size)
+{
+    uint64_t rnd = 0;
+
+    if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t) sizeof(rnd))
+        rnd = (uint64_t) now * 6364136223846793005ULL ^ (uint64_t) (uintptr_t) msg;
+    snprintf(buf, size, "%s.%lld.%016llx/%.60s", msg->entry->id, (long long) now,
+             (unsigned long long) rnd, bs.myhostname);
+}
+
+/*
  * queue_notice - compose the notice and commit it as a new queue file from
  * env_sender to rcpt; 0 with new_id.
  */
@@ -277,6 +292,7 @@ static int queue_notice(struct qmgr_message *msg, const struct notice *nt, bool 
     struct strbuf head = STRBUF_INIT, tail = STRBUF_INIT;
     bool    want_full = nt->kind == DSN_FAILURE && !(orig->ret && strcasecmp(orig->ret, "HDRS") == 0);
     uint64_t part_len = msg->qf.message_length;
+    char    boundary[128];
     int     ret = -1;
 
     memset(&r, 0, sizeof(r));
@@ -298,6 +314,8 @@ static int queue_notice(struct qmgr_message *msg, const struct notice *nt, bool 
     r.eight_bit = orig->body_type && strcasecmp(orig->body_type, "8BITMIME") == 0;
     if (!r.full && header_bytes(msg, &part_len, err) != 0)
         return -1;
+    make_boundary(msg, now, boundary, sizeof(boundary));
+    r.boundary = boundary;
 
     memset(&env, 0, sizeof(env));
     memset(&to, 0, sizeof(to));
