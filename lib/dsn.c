@@ -227,6 +227,21 @@ static bool remote_host(const char *relay, struct strbuf *host)
     return true;
 }
 
+/* remote_host_in_text - "H" of a reason "host H[addr] said: ..." (the agent did not name a relay) */
+static bool remote_host_in_text(const char *text, struct strbuf *host)
+{
+    size_t  len;
+
+    if (text == NULL || strncmp(text, "host ", 5) != 0)
+        return false;
+    text += 5;
+    len = strcspn(text, "[ ");
+    if (len == 0 || text[len] != '[')
+        return false;
+    sb_append(host, text, len);
+    return true;
+}
+
 /*
  * smtp_diagnostic - the remote reply in "host H said: 550 5.1.1 text (in
  * reply to RCPT TO command)", as the smtp agent words it; NULL if not one.
@@ -268,7 +283,7 @@ static void status_rcpt(const struct dsn_report *r, const struct dsn_rcpt *rc, s
     sb_puts(out, "Status: ");
     put_value(out, rc->status);
     sb_putc(out, '\n');
-    if (remote_host(rc->relay, &host)) {
+    if (remote_host(rc->relay, &host) || remote_host_in_text(rc->text, &host)) {
         sb_puts(out, "Remote-MTA: dns; ");
         put_value(out, sb_str(&host));
         sb_putc(out, '\n');

@@ -140,6 +140,26 @@ static void test_compose_failure(void **state)
     sb_free(&tail);
 }
 
+/* test_remote_mta_from_text - an agent that names no relay still gets Remote-MTA from its reason */
+static void test_remote_mta_from_text(void **state)
+{
+    struct dsn_report r;
+    struct dsn_rcpt rc[2];
+    struct strbuf out = STRBUF_INIT;
+
+    (void) state;
+    sample(&r, rc);
+    rc[0].relay = "smtp";
+    r.nrcpt = 1;
+    dsn_compose_head(&r, &out);
+    assert_non_null(strstr(sb_str(&out), "Remote-MTA: dns; mx.remote.test\n"));
+    sb_free(&out);
+    rc[0].text = "host without-bracket said: 550 no";
+    dsn_compose_head(&r, &out);
+    assert_null(strstr(sb_str(&out), "Remote-MTA:"));
+    sb_free(&out);
+}
+
 static void test_compose_delay_headers(void **state)
 {
     struct dsn_report r;
@@ -220,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_split_reason),
         cmocka_unit_test(test_header_length),
         cmocka_unit_test(test_compose_failure),
+        cmocka_unit_test(test_remote_mta_from_text),
         cmocka_unit_test(test_compose_delay_headers),
         cmocka_unit_test(test_hostile_values),
         cmocka_unit_test(test_format_date),
