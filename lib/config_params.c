@@ -152,6 +152,8 @@ const struct config_param config_params[] = {
     STR("virtual_transport", "virtual"),
     STR("relayhost", ""),                               /* [host]:port or domain; empty: direct */
     INT("default_destination_concurrency_limit", "20", 1),  /* per nexthop; TRANSPORT_destination_... */
+    STR("smtp_destination_concurrency_limit", ""),      /* empty: the default above */
+    STR("lmtp_destination_concurrency_limit", ""),
 
     /* smtp/lmtp client (delivery/smtp*.c). */
     STR("smtp_dns_servers", "$dns_resolver_address"),  /* Postern: empty = /etc/resolv.conf */

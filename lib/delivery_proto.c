@@ -73,6 +73,8 @@ void delivery_request_encode(const struct delivery_request *req, struct ipc_reco
     ipc_put_int(r, "arrival", req->arrival);
     ipc_put_int(r, "offset", (long long) req->offset);
     ipc_put_int(r, "length", (long long) req->length);
+    if (req->nexthop)
+        put_checked(r, "nexthop", req->nexthop);
     for (size_t i = 0; i < req->nrcpt; i++) {
         put_checked(r, "rcpt", req->rcpts[i].address);
         ipc_put_int(r, "rcpt_index", (long long) req->rcpts[i].index);
@@ -114,8 +116,11 @@ static bool parse_number(const struct strbuf *value, long long max, long long *o
 }
 
 /* Header attributes of a request, each expected exactly once. */
-enum req_attr { REQ_QUEUE_ID, REQ_SENDER, REQ_ARRIVAL, REQ_OFFSET, REQ_LENGTH, REQ_NATTR };
-static const char *req_attr_names[REQ_NATTR] = {"queue_id", "sender", "arrival", "offset", "length"};
+enum req_attr { REQ_QUEUE_ID, REQ_SENDER, REQ_ARRIVAL, REQ_OFFSET, REQ_LENGTH, REQ_NEXTHOP, REQ_NATTR };
+static const char *req_attr_names[REQ_NATTR] = {"queue_id", "sender", "arrival", "offset", "length",
+                                                 "nexthop"};
+#define REQ_FIRST_OPTIONAL REQ_NEXTHOP
+#define DELIVERY_NEXTHOP_MAX 1024
 
 /* req_header - one header attribute into req; -1 with err */
 static int req_header(enum req_attr a, const struct strbuf *value, struct delivery_request *req,
@@ -155,6 +160,14 @@ static int req_header(enum req_attr a, const struct strbuf *value, struct delive
             req->offset = (uint64_t) n;
         else
             req->length = (uint64_t) n;
+        return 0;
+    case REQ_NEXTHOP:
+        if (sb_len(value) == 0 || !text_ok(value, DELIVERY_NEXTHOP_MAX)) {
+            sb_printf(err, "bad nexthop (empty, control characters or longer than %d bytes)",
+                      DELIVERY_NEXTHOP_MAX);
+            return -1;
+        }
+        req->nexthop = xstrdup(sb_str(value));
         return 0;
     case REQ_NATTR:
         break;
@@ -267,7 +280,7 @@ int delivery_request_decode(const struct ipc_record *r, struct delivery_request 
         if (req_header((enum req_attr) a, &value, req, err) != 0)
             goto out;
     }
-    for (a = 0; a < REQ_NATTR; a++) {
+    for (a = 0; a < REQ_FIRST_OPTIONAL; a++) {
         if (!seen[a]) {
             sb_printf(err, "attribute %s missing", req_attr_names[a]);
             goto out;
@@ -297,6 +310,7 @@ void delivery_request_free(struct delivery_request *req)
     }
     free(req->rcpts);
     free(req->sender);
+    free(req->nexthop);
     memset(req, 0, sizeof(*req));
 }
 

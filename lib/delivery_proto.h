@@ -4,14 +4,17 @@
  *
  *   qmgr -> agent   type=deliver, with the queue file's fd (read-only) passed:
  *                   queue_id, sender ("" = null sender), arrival, offset,
- *                   length (where the message is in the file), then per
+ *                   length (where the message is in the file), optional
+ *                   nexthop (smtp/lmtp: "domain", "[host]:port", "host:port",
+ *                   "unix:/path", "inet:host:port"; absent for virtual), then per
  *                   recipient in order: rcpt=ADDRESS, rcpt_index=N (the
  *                   recipient's index in the queue file), optional orcpt=
  *   agent -> qmgr   type=result, one per request, in the request's recipient
  *                   order: status=ok|defer|bounce|retry, dsn=X.Y.Z, reason=TEXT for
  *                   each recipient (three attributes each, in that order)
  *
- * One request per connection at a time; the agent answers every request,
+ * One request per connection at a time (the smtp agent answers each
+ * connection's requests in order, but holds many connections at once); the agent answers every request,
  * even a malformed one it can make sense of (all recipients deferred).
  */
 #ifndef POSTERN_DELIVERY_PROTO_H
@@ -40,6 +43,7 @@ struct delivery_request {
     int64_t arrival;
     uint64_t offset;
     uint64_t length;
+    char   *nexthop;                    /* NULL: none given */
     struct delivery_rcpt *rcpts;
     size_t  nrcpt;
 };

@@ -2,10 +2,12 @@
  * dns - asynchronous MX/A/AAAA questions over UDP. See dns.h.
  *
  * The packet code is ours (RFC 1035 4.1): a question is a 12-byte header
- * and one name, and all we need from an answer is its response code and how
- * many records of the asked type it holds, so a full parser would be more
- * code to trust, not less. Every read of an answer is bounds-checked against
- * the received length, compressed names are skipped (never followed), and an
+ * and one name, and all we need from an answer is its response code, how
+ * many records of the asked type it holds and, for dns_lookup_rr (the smtp
+ * client), their data: addresses, MX preferences and exchange names (host
+ * name characters only). Every read of an answer is bounds-checked against
+ * the received length, compressed owner names are skipped, an exchange name's
+ * compression pointers are followed at most 64 times, and an
  * answer must repeat our ID and our question byte for byte (names compared
  * without case) or it is ignored as if it had not come.
  *
@@ -80,6 +82,9 @@ struct dns_query {
     bool    finished;                   /* the timer reports result/why at once */
     enum dns_status result;
     char    why[128];
+    dns_rr_callback rr_fn;              /* dns_lookup_rr: wants the records */
+    struct dns_rr rrs[DNS_MAX_RR];
+    size_t  nrr;
 };
 
 /* dns_status_name - "ok", "not found", ... for logs */
@@ -381,6 +386,69 @@ static size_t skip_name(const unsigned char *buf, size_t len, size_t pos)
     return 0;
 }
 
+/* read_name - the (possibly compressed) name at pos as text; false if malformed (pointers are bounded) */
+static bool read_name(const unsigned char *buf, size_t len, size_t pos, char *out, size_t outsize)
+{
+    size_t  o = 0;
+
+    for (int hops = 0; hops < 64; hops++) {
+        unsigned c;
+
+        if (pos >= len)
+            return false;
+        c = buf[pos];
+        if (c == 0) {
+            out[o] = 0;
+            return true;
+        }
+        if ((c & 0xc0) == 0xc0) {
+            if (pos + 1 >= len)
+                return false;
+            pos = ((size_t) (c & 0x3f) << 8) | buf[pos + 1];
+            continue;
+        }
+        if (c & 0xc0 || pos + 1 + c > len || o + c + 2 > outsize)
+            return false;
+        if (o > 0)
+            out[o++] = '.';
+        for (unsigned k = 0; k < c; k++) {
+            unsigned char ch = buf[pos + 1 + k];
+
+            /* Host names only: anything else in an exchange name is not usable for mail. */
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')
+                  || ch == '-' || ch == '_'))
+                return false;
+            out[o++] = (char) ch;
+        }
+        pos += 1 + c;
+    }
+    return false;
+}
+
+/* keep_rr - record one answer record of the asked type for dns_lookup_rr */
+static void keep_rr(struct dns_query *q, const unsigned char *buf, size_t len, size_t pos, unsigned rdlen)
+{
+    struct dns_rr *rr;
+
+    if (q->rr_fn == NULL || q->nrr >= DNS_MAX_RR)
+        return;
+    rr = &q->rrs[q->nrr];
+    memset(rr, 0, sizeof(*rr));
+    rr->type = q->type;
+    if (q->type == DNS_TYPE_A && rdlen == 4) {
+        memcpy(rr->addr, buf + pos, 4);
+    } else if (q->type == DNS_TYPE_AAAA && rdlen == 16) {
+        memcpy(rr->addr, buf + pos, 16);
+    } else if (q->type == DNS_TYPE_MX && rdlen >= 3) {
+        rr->pref = (unsigned) buf[pos] << 8 | buf[pos + 1];
+        if (!read_name(buf, len, pos + 2, rr->name, sizeof(rr->name)))
+            return;
+    } else {
+        return;
+    }
+    q->nrr++;
+}
+
 /* same_question - does the answer repeat our question (name without case)? */
 static bool same_question(const struct dns_query *q, const unsigned char *buf, size_t len)
 {
@@ -406,7 +474,7 @@ static bool same_question(const struct dns_query *q, const unsigned char *buf, s
  * parse_answer - judge a packet: -1 ignore it (not ours, malformed), else the
  * question's status; *nullmx when the only MX record is "MX 0 .".
  */
-static int parse_answer(const struct dns_query *q, const unsigned char *buf, size_t len,
+static int parse_answer(struct dns_query *q, const unsigned char *buf, size_t len,
                         int *rcode, bool *nullmx)
 {
     unsigned flags;
@@ -431,6 +499,7 @@ static int parse_answer(const struct dns_query *q, const unsigned char *buf, siz
         return Q_TEMPFAIL;
     ancount = (unsigned) buf[6] << 8 | buf[7];
     pos = q->packet_len;
+    q->nrr = 0;
     for (unsigned i = 0; i < ancount; i++) {
         unsigned type, class, rdlen;
 
@@ -448,6 +517,7 @@ static int parse_answer(const struct dns_query *q, const unsigned char *buf, siz
             if (type == DNS_TYPE_MX && rdlen == 3 && buf[pos] == 0 && buf[pos + 1] == 0
                 && buf[pos + 2] == 0)
                 null_seen++;
+            keep_rr(q, buf, len, pos, rdlen);
         }
         pos += rdlen;
     }
@@ -552,6 +622,17 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         char    why[sizeof(q->why)];
 
         memcpy(why, q->why, sizeof(why));
+        if (q->rr_fn != NULL) {
+            dns_rr_callback rr_fn = q->rr_fn;
+            size_t  n = st == DNS_OK ? q->nrr : 0;
+            struct dns_rr *rrs = xcalloc(n ? n : 1, sizeof(*rrs));
+
+            memcpy(rrs, q->rrs, n * sizeof(*rrs));
+            query_free(q);
+            rr_fn(ctx, st, rrs, n, why);
+            free(rrs);
+            return;
+        }
         query_free(q);
         fn(ctx, st, why);
         return;
@@ -656,5 +737,17 @@ struct dns_query *dns_mailhost(struct dns_resolver *r, const char *domain,
     q->mailhost = true;
     if (!q->finished)
         start_question(q, DNS_TYPE_MX);
+    return q;
+}
+
+/* dns_lookup_rr - one question; the callback gets up to DNS_MAX_RR records of the type */
+struct dns_query *dns_lookup_rr(struct dns_resolver *r, const char *name, int type,
+                                dns_rr_callback fn, void *ctx)
+{
+    struct dns_query *q = query_new(r, name, NULL, ctx);
+
+    q->rr_fn = fn;
+    if (!q->finished)
+        start_question(q, type);
     return q;
 }

@@ -27,6 +27,8 @@
 #ifndef POSTERN_DNS_H
 #define POSTERN_DNS_H
 
+#include <stddef.h>
+
 #include "strbuf.h"
 
 struct event_base;
@@ -61,6 +63,19 @@ struct dns_query *dns_lookup(struct dns_resolver *r, const char *name, int type,
 /* dns_mailhost - MX, then A, then AAAA (see above) */
 struct dns_query *dns_mailhost(struct dns_resolver *r, const char *domain,
                                dns_callback fn, void *ctx);
+/* One record of an answer, for dns_lookup_rr (the smtp client's MX and address lookups). */
+#define DNS_MAX_RR      16              /* records kept per answer; more are ignored */
+struct dns_rr {
+    int     type;                       /* DNS_TYPE_MX, _A, _AAAA */
+    unsigned pref;                      /* MX preference */
+    char    name[256];                  /* MX exchange, without the final dot */
+    unsigned char addr[16];             /* A: 4 bytes, AAAA: 16 bytes */
+};
+typedef void (*dns_rr_callback)(void *ctx, enum dns_status status, const struct dns_rr *rr, size_t n,
+                                const char *why);
+/* dns_lookup_rr - one question; the callback gets up to DNS_MAX_RR records of the type */
+struct dns_query *dns_lookup_rr(struct dns_resolver *r, const char *name, int type,
+                                dns_rr_callback fn, void *ctx);
 /* dns_cancel - no callback will come for q */
 void dns_cancel(struct dns_query *q);
 /* dns_status_name - "ok", "not found", ... for logs */

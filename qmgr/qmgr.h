@@ -150,9 +150,11 @@ void qmgr_route_message(struct qmgr_message *msg);   /* results or jobs for ever
 
 /* qmgr_deliver.c */
 void qmgr_deliver_init(struct service *svc);    /* transports from main.cf/master.cf (privileged) */
-struct qmgr_transport *qmgr_transport_find(const char *name);
-/* qmgr_deliver_add - queue a job for recipients idx[0..n) of msg (idx copied) */
-void qmgr_deliver_add(struct qmgr_transport *tr, struct qmgr_message *msg, const size_t *idx, size_t n);
+struct qmgr_transport *qmgr_transport_find(const char *name);  /* NULL: no such agent */
+bool qmgr_transport_wants_nexthop(const struct qmgr_transport *tr);  /* smtp/lmtp, not virtual */
+/* qmgr_deliver_add - queue a job for recipients idx[0..n) of msg (idx copied) to nexthop (NULL: none) */
+void qmgr_deliver_add(struct qmgr_transport *tr, struct qmgr_message *msg, const char *nexthop,
+                      const size_t *idx, size_t n);
 void qmgr_deliver_stop(void);                   /* start no more requests */
 
 #endif

@@ -4,12 +4,23 @@
  * Interface (qmgr.h): qmgr_deliver_init(), qmgr_transport_find(),
  * qmgr_deliver_add(), qmgr_deliver_stop().
  *
- * A transport (today only virtual_transport, "virtual") has a FIFO of jobs
- * (one message, up to QMGR_JOB_RCPT_MAX of its recipients) and a limit of
- * requests in flight: twice the agent's process count from master.cf, so an
- * agent finishing one request finds the next already waiting, or
- * virtual_destination_concurrency_limit when main.cf sets it. Many messages
- * are in flight at once; none waits for another.
+ * A transport is a delivery agent's unix service in master.cf: the
+ * virtual_transport one, and every service whose command is "smtp" (smtp,
+ * lmtp, or any other name an administrator gives it, as in Postfix). A job
+ * is one message, up to QMGR_JOB_RCPT_MAX of its recipients, and one nexthop
+ * (smtp: the recipient domain, relayhost or a transport_maps destination).
+ * Jobs queue per destination (transport + nexthop); the transport serves its
+ * destinations round-robin, so a mailing-list blast to one domain does not
+ * hold up single messages to others, and each destination has its own limit
+ * of requests in flight (TRANSPORT_destination_concurrency_limit, else
+ * default_destination_concurrency_limit; for virtual: twice the agent's
+ * process count from master.cf, or virtual_destination_concurrency_limit).
+ *
+ * Dead destinations: when every recipient of a job came back deferred with
+ * 4.4.1 (no server of the destination could be reached), the destination is
+ * marked dead for minimal_backoff_time, and the jobs queued for it (and those
+ * queued later) are deferred at once with that reason, without another
+ * connection attempt per message.
  *
  * Each request gets its own connection to private/TRANSPORT: the kernel
  * hands it to whichever agent process is idle and accepting, which balances
@@ -53,9 +64,12 @@
 #define CONCURRENCY_MAX     100
 #define WARN_INTERVAL       60          /* seconds between "agent unreachable" warnings */
 
+struct qmgr_dest;
+
 struct qmgr_job {
     TAILQ_ENTRY(qmgr_job) link;
     struct qmgr_transport *tr;
+    struct qmgr_dest *dest;
     struct qmgr_message *msg;
     size_t *idx;
     size_t  n;
@@ -65,14 +79,29 @@ struct qmgr_job {
 };
 TAILQ_HEAD(qmgr_job_list, qmgr_job);
 
+/* One nexthop of a transport, with its own queue and limit. */
+struct qmgr_dest {
+    TAILQ_ENTRY(qmgr_dest) link;        /* the transport's round-robin list */
+    char   *nexthop;                    /* "" for none (virtual) */
+    struct qmgr_job_list queue;
+    unsigned inflight;
+    unsigned limit;
+    time_t  dead_until;
+    char   *dead_reason;
+};
+TAILQ_HEAD(qmgr_dest_list, qmgr_dest);
+
 struct qmgr_transport {
     struct qmgr_transport *next;
     char   *name;
     char   *socket_path;                /* relative to the queue directory */
-    unsigned limit;
+    bool    is_smtp;                    /* the smtp/lmtp agent: wants a nexthop */
+    unsigned limit;                     /* requests in flight, all destinations */
+    unsigned dest_limit;                /* per destination */
     unsigned inflight;
+    unsigned queued;                    /* jobs waiting, all destinations */
     time_t  last_warning;
-    struct qmgr_job_list queue;
+    struct qmgr_dest_list dests;        /* every destination with jobs, in flight or dead */
     struct event *dispatch_ev;
 };
 
@@ -90,91 +119,162 @@ static bool transport_name_ok(const char *name)
     return name[0] != '.';
 }
 
-/* agent_processes - maxproc of the agent's master.cf entry; 0 if unknown */
-static int agent_processes(struct service *svc, const char *name)
-{
-    struct strbuf path = STRBUF_INIT, err = STRBUF_INIT;
-    struct master_cf mcf;
-    const struct master_service *ms;
-    int     n = 0;
-
-    memset(&mcf, 0, sizeof(mcf));
-    sb_printf(&path, "%s/master.cf", svc->config_dir);
-    if (master_cf_load(sb_str(&path), svc->cfg, &mcf, &err) != 0) {
-        msg_warn("%s; assuming %d concurrent %s deliveries", sb_str(&err), CONCURRENCY_DEFAULT, name);
-    } else {
-        if ((ms = master_cf_find(&mcf, name)) != NULL)
-            n = ms->maxproc;
-        master_cf_free(&mcf);
-    }
-    sb_free(&path);
-    sb_free(&err);
-    return n;
-}
-
 static void dispatch(evutil_socket_t fd, short what, void *arg);
 
-/* qmgr_deliver_init - transports from main.cf/master.cf (privileged: master.cf is outside the chroot) */
-void qmgr_deliver_init(struct service *svc)
+/* parse_limit - a concurrency parameter's value, 1..CONCURRENCY_MAX */
+static unsigned parse_limit(const char *name, const char *value)
 {
-    struct qmgr_transport *tr = xcalloc(1, sizeof(*tr));
-    const char *spec = config_str(svc->cfg, "virtual_transport");
-    const char *limit = config_lookup(svc->cfg, "virtual_destination_concurrency_limit");
-    size_t  len = strcspn(spec, ":");
-    long long n = 0;
+    char   *end;
+    long long n;
 
-    tr->name = xstrndup(spec, len);
-    if (!transport_name_ok(tr->name))
-        msg_fatal("virtual_transport = %s: \"%s\" is not a usable service name", spec, tr->name);
-    tr->socket_path = xmalloc(strlen(tr->name) + sizeof("private/"));
-    snprintf(tr->socket_path, strlen(tr->name) + sizeof("private/"), "private/%s", tr->name);
-    if (limit != NULL && *limit != '\0') {
-        char   *end;
+    errno = 0;
+    n = strtoll(value, &end, 10);
+    if (errno != 0 || *end != '\0' || n < 1 || n > CONCURRENCY_MAX)
+        msg_fatal("%s = %s: expected a number from 1 to %d", name, value, CONCURRENCY_MAX);
+    return (unsigned) n;
+}
 
-        errno = 0;
-        n = strtoll(limit, &end, 10);
-        if (errno != 0 || *end != '\0' || n < 1 || n > CONCURRENCY_MAX)
-            msg_fatal("virtual_destination_concurrency_limit = %s: expected a number from 1 to %d",
-                      limit, CONCURRENCY_MAX);
+/* transport_add - one transport for a master.cf service (name) */
+static void transport_add(struct service *svc, const char *name, bool is_smtp, int maxproc)
+{
+    struct qmgr_transport *tr;
+    struct strbuf param = STRBUF_INIT;
+    const char *limit;
+
+    if (qmgr_transport_find(name) != NULL)
+        return;
+    tr = xcalloc(1, sizeof(*tr));
+    tr->name = xstrdup(name);
+    tr->is_smtp = is_smtp;
+    tr->socket_path = xmalloc(strlen(name) + sizeof("private/"));
+    snprintf(tr->socket_path, strlen(name) + sizeof("private/"), "private/%s", name);
+    sb_printf(&param, "%s_destination_concurrency_limit", name);
+    limit = config_lookup(svc->cfg, sb_str(&param));
+    if (is_smtp) {
+        /* An event-driven agent: its processes hold many deliveries each. */
+        tr->dest_limit = limit != NULL && *limit ? parse_limit(sb_str(&param), limit)
+            : (unsigned) config_int(svc->cfg, "default_destination_concurrency_limit");
+        if (tr->dest_limit > CONCURRENCY_MAX)
+            tr->dest_limit = CONCURRENCY_MAX;
+        tr->limit = CONCURRENCY_MAX * 2;
     } else {
-        n = 2LL * agent_processes(svc, tr->name);
-        if (n <= 0)
-            n = CONCURRENCY_DEFAULT;
-        if (n > CONCURRENCY_MAX)
-            n = CONCURRENCY_MAX;
+        if (limit != NULL && *limit != '\0') {
+            tr->limit = parse_limit(sb_str(&param), limit);
+        } else {
+            tr->limit = maxproc > 0 ? 2 * (unsigned) maxproc : CONCURRENCY_DEFAULT;
+            if (tr->limit > CONCURRENCY_MAX)
+                tr->limit = CONCURRENCY_MAX;
+        }
+        tr->dest_limit = tr->limit;
     }
-    tr->limit = (unsigned) n;
-    TAILQ_INIT(&tr->queue);
+    TAILQ_INIT(&tr->dests);
     tr->dispatch_ev = event_new(svc->base, -1, 0, dispatch, tr);
     if (tr->dispatch_ev == NULL)
         msg_fatal("event_new: out of memory");
     tr->next = qmgr.transports;
     qmgr.transports = tr;
-    msg_verbose("transport %s: %s, up to %u requests in flight", tr->name, tr->socket_path, tr->limit);
+    msg_verbose("transport %s: %s, up to %u requests in flight, %u per destination", tr->name,
+                tr->socket_path, tr->limit, tr->dest_limit);
+    sb_free(&param);
 }
 
-/* qmgr_transport_find - by name; NULL name: the virtual transport */
+/*
+ * qmgr_deliver_init - transports from main.cf/master.cf (privileged: master.cf
+ * is outside the chroot): virtual_transport's service, and every unix service
+ * run by the smtp program.
+ */
+void qmgr_deliver_init(struct service *svc)
+{
+    const char *spec = config_str(svc->cfg, "virtual_transport");
+    size_t  len = strcspn(spec, ":");
+    char   *vname = xstrndup(spec, len);
+    struct strbuf path = STRBUF_INIT, err = STRBUF_INIT;
+    struct master_cf mcf;
+    bool    loaded;
+
+    if (!transport_name_ok(vname))
+        msg_fatal("virtual_transport = %s: \"%s\" is not a usable service name", spec, vname);
+    memset(&mcf, 0, sizeof(mcf));
+    sb_printf(&path, "%s/master.cf", svc->config_dir);
+    loaded = master_cf_load(sb_str(&path), svc->cfg, &mcf, &err) == 0;
+    if (!loaded)
+        msg_warn("%s; assuming %d concurrent deliveries per transport", sb_str(&err), CONCURRENCY_DEFAULT);
+    for (size_t k = 0; loaded && k < mcf.count; k++) {
+        const struct master_service *ms = &mcf.services[k];
+
+        if (ms->type == MASTER_UNIX && ms->command && strcmp(ms->command, "smtp") == 0
+            && transport_name_ok(ms->name))
+            transport_add(svc, ms->name, true, ms->maxproc);
+    }
+    if (qmgr_transport_find(vname) == NULL) {
+        const struct master_service *ms = loaded ? master_cf_find(&mcf, vname) : NULL;
+
+        transport_add(svc, vname, false, ms ? ms->maxproc : 0);
+    }
+    if (loaded)
+        master_cf_free(&mcf);
+    free(vname);
+    sb_free(&path);
+    sb_free(&err);
+}
+
+/* qmgr_transport_find - by name; NULL if there is no such delivery agent */
 struct qmgr_transport *qmgr_transport_find(const char *name)
 {
     for (struct qmgr_transport *tr = qmgr.transports; tr; tr = tr->next)
-        if (name == NULL || strcmp(tr->name, name) == 0)
+        if (strcmp(tr->name, name) == 0)
             return tr;
     return NULL;
+}
+
+/* qmgr_transport_wants_nexthop - the smtp/lmtp agent (virtual takes none) */
+bool qmgr_transport_wants_nexthop(const struct qmgr_transport *tr)
+{
+    return tr->is_smtp;
 }
 
 /* dispatch_request - start jobs at the next loop turn (never inside the caller's loop over a message) */
 static void dispatch_request(struct qmgr_transport *tr)
 {
-    if (!deliver_stopping && !TAILQ_EMPTY(&tr->queue) && tr->inflight < tr->limit)
+    if (!deliver_stopping && tr->queued > 0 && tr->inflight < tr->limit)
         event_active(tr->dispatch_ev, EV_TIMEOUT, 1);
 }
 
-/* qmgr_deliver_add - queue a job for recipients idx[0..n) of msg */
-void qmgr_deliver_add(struct qmgr_transport *tr, struct qmgr_message *msg, const size_t *idx, size_t n)
+/* dest_find - the destination of tr for nexthop, made when new */
+static struct qmgr_dest *dest_find(struct qmgr_transport *tr, const char *nexthop)
+{
+    struct qmgr_dest *d;
+
+    TAILQ_FOREACH(d, &tr->dests, link)
+        if (strcmp(d->nexthop, nexthop) == 0)
+            return d;
+    d = xcalloc(1, sizeof(*d));
+    d->nexthop = xstrdup(nexthop);
+    d->limit = tr->dest_limit;
+    TAILQ_INIT(&d->queue);
+    TAILQ_INSERT_TAIL(&tr->dests, d, link);
+    return d;
+}
+
+/* dest_release - forget a destination with nothing queued, in flight or remembered */
+static void dest_release(struct qmgr_transport *tr, struct qmgr_dest *d)
+{
+    if (!TAILQ_EMPTY(&d->queue) || d->inflight > 0 || d->dead_until > time(NULL))
+        return;
+    TAILQ_REMOVE(&tr->dests, d, link);
+    free(d->nexthop);
+    free(d->dead_reason);
+    free(d);
+}
+
+/* qmgr_deliver_add - queue a job for recipients idx[0..n) of msg, to nexthop (NULL: none) */
+void qmgr_deliver_add(struct qmgr_transport *tr, struct qmgr_message *msg, const char *nexthop,
+                      const size_t *idx, size_t n)
 {
     struct qmgr_job *job = xcalloc(1, sizeof(*job));
 
     job->tr = tr;
+    job->dest = dest_find(tr, nexthop ? nexthop : "");
     job->msg = msg;
     job->idx = xcalloc(n ? n : 1, sizeof(*job->idx));
     memcpy(job->idx, idx, n * sizeof(*idx));
@@ -182,7 +282,8 @@ void qmgr_deliver_add(struct qmgr_transport *tr, struct qmgr_message *msg, const
     job->sock = -1;
     ipc_reader_init(&job->rd);
     msg->jobs++;
-    TAILQ_INSERT_TAIL(&tr->queue, job, link);
+    TAILQ_INSERT_TAIL(&job->dest->queue, job, link);
+    tr->queued++;
     dispatch_request(tr);
 }
 
@@ -190,6 +291,7 @@ void qmgr_deliver_add(struct qmgr_transport *tr, struct qmgr_message *msg, const
 static void job_end(struct qmgr_job *job, bool was_inflight)
 {
     struct qmgr_transport *tr = job->tr;
+    struct qmgr_dest *dest = job->dest;
     struct qmgr_message *msg = job->msg;
 
     if (job->ev)
@@ -201,8 +303,10 @@ static void job_end(struct qmgr_job *job, bool was_inflight)
     free(job);
     if (was_inflight) {
         tr->inflight--;
+        dest->inflight--;
         qmgr.inflight--;
     }
+    dest_release(tr, dest);
     if (--msg->jobs > 0)
         qmgr_message_flush(msg);        /* other jobs may take a while: do not repeat these */
     else
@@ -232,9 +336,27 @@ static void unreachable(struct qmgr_job *job, const char *why)
     job_end(job, false);
 }
 
+/* note_dead - every recipient deferred for want of a server (4.4.1): the destination rests */
+static void note_dead(struct qmgr_job *job, const struct delivery_result *res)
+{
+    struct qmgr_dest *d = job->dest;
+
+    if (!job->tr->is_smtp)
+        return;
+    for (size_t k = 0; k < job->n; k++)
+        if (res[k].status != DELIVERY_DEFER || strcmp(res[k].dsn, "4.4.1") != 0)
+            return;
+    d->dead_until = time(NULL) + (time_t) qmgr.min_backoff;
+    free(d->dead_reason);
+    d->dead_reason = xstrdup(res[0].reason ? res[0].reason : "destination unreachable");
+    msg_info("destination %s:%s is unreachable: deferring its mail for %llds", job->tr->name,
+             d->nexthop, qmgr.min_backoff);
+}
+
 /* apply_results - the agent's verdicts into the message (the agent logged them) */
 static void apply_results(struct qmgr_job *job, const struct delivery_result *res)
 {
+    note_dead(job, res);
     for (size_t k = 0; k < job->n; k++) {
         enum queue_rcpt_state st = res[k].status == DELIVERY_OK ? QUEUE_RCPT_DELIVERED
             : res[k].status == DELIVERY_BOUNCE ? QUEUE_RCPT_BOUNCED : QUEUE_RCPT_DEFERRED;
@@ -331,6 +453,7 @@ static void job_start(struct qmgr_job *job)
     req.arrival = env->arrival;
     req.offset = msg->qf.message_offset;
     req.length = msg->qf.message_length;
+    req.nexthop = job->tr->is_smtp && job->dest->nexthop[0] ? job->dest->nexthop : NULL;
     req.nrcpt = job->n;
     req.rcpts = xcalloc(job->n, sizeof(*req.rcpts));
     for (size_t k = 0; k < job->n; k++) {
@@ -357,21 +480,58 @@ static void job_start(struct qmgr_job *job)
     if (job->ev == NULL || event_add(job->ev, &tv) != 0)
         msg_fatal("event_new: out of memory");
     job->tr->inflight++;
+    job->dest->inflight++;
     qmgr.inflight++;
 }
 
-/* dispatch - start queued jobs up to the transport's limit */
+/* defer_dead - a job for a dead destination: deferred at once, with the reason it died */
+static void defer_dead(struct qmgr_job *job)
+{
+    struct strbuf text = STRBUF_INIT;
+
+    sb_printf(&text, "delivery temporarily suspended: %s", job->dest->dead_reason);
+    for (size_t k = 0; k < job->n; k++)
+        qmgr_rcpt_result(job->msg, job->idx[k], QUEUE_RCPT_DEFERRED, "4.4.1", sb_str(&text),
+                         job->dest->nexthop, true);
+    sb_free(&text);
+    job_end(job, false);
+}
+
+/* eligible - the first destination that may start a job now (dead ones only defer) */
+static struct qmgr_dest *eligible(struct qmgr_transport *tr, time_t now)
+{
+    struct qmgr_dest *d;
+
+    TAILQ_FOREACH(d, &tr->dests, link)
+        if (!TAILQ_EMPTY(&d->queue) && (d->inflight < d->limit || d->dead_until > now))
+            return d;
+    return NULL;
+}
+
+/*
+ * dispatch - start queued jobs up to the limits. The destination served
+ * goes to the end of the list, so destinations take turns (round-robin).
+ */
 static void dispatch(evutil_socket_t fd, short what, void *arg)
 {
     struct qmgr_transport *tr = arg;
+    time_t  now = time(NULL);
+    struct qmgr_dest *d;
 
     (void) fd;
     (void) what;
-    while (!deliver_stopping && tr->inflight < tr->limit && !TAILQ_EMPTY(&tr->queue)) {
-        struct qmgr_job *job = TAILQ_FIRST(&tr->queue);
+    while (!deliver_stopping && tr->inflight < tr->limit && tr->queued > 0
+           && (d = eligible(tr, now)) != NULL) {
+        struct qmgr_job *job = TAILQ_FIRST(&d->queue);
 
-        TAILQ_REMOVE(&tr->queue, job, link);
-        job_start(job);
+        TAILQ_REMOVE(&d->queue, job, link);
+        tr->queued--;
+        TAILQ_REMOVE(&tr->dests, d, link);
+        TAILQ_INSERT_TAIL(&tr->dests, d, link);
+        if (d->dead_until > now)
+            defer_dead(job);            /* may free nothing: a dead destination is kept */
+        else
+            job_start(job);             /* d may be gone afterwards (job ended at once) */
     }
 }
 

@@ -18,17 +18,26 @@
  * pending (deferred without status records), so it is expanded again at
  * the next attempt.
  *
- * Routing of a final recipient, by the class of its domain (directory.h):
- *   mailbox  the mailbox must exist (else bounced 5.1.1), then the
- *            virtual_transport delivery agent
+ * Routing of a final recipient, by the class of its domain (directory.h),
+ * to a transport (a delivery agent's service) and a nexthop, as Postfix's
+ * trivial-rewrite does:
+ *   mailbox  the mailbox must exist (else bounced 5.1.1), then
+ *            virtual_transport ("virtual", or e.g. "lmtp:unix:private/dovecot-lmtp"
+ *            to hand mailboxes to an external LMTP server)
  *   alias    an address without alias there is unknown: bounced 5.1.1
- *   local, relay, other
- *            deferred 4.4.0: no smtp transport yet
+ *   relay    relay_transport (default smtp), nexthop from it, else relayhost,
+ *            else the recipient domain (its MX)
+ *   other    default_transport likewise (only trusted clients get such mail in)
+ *   local    deferred 4.4.0: there is no local delivery agent
  * Before that, transport_maps is looked up (the full address, then the
- * domain, then each parent domain as ".parent", as Postfix does). Two of
+ * domain, then each parent domain as ".parent", as Postfix does). Three of
  * its results are settled in qmgr itself: "error:TEXT" bounces with TEXT
  * (5.0.0 unless TEXT starts with a status code), "retry:TEXT" defers with
- * TEXT likewise (4.0.0), "discard:" delivers to nowhere. Any other result is left to the class rules above.
+ * TEXT likewise (4.0.0), "discard:" delivers to nowhere. Others are
+ * "transport:nexthop" ("smtp:[host]:port", "smtp:host", "lmtp:unix:PATH",
+ * "lmtp:inet:HOST:PORT", "virtual:"); an empty transport keeps the class's,
+ * an empty nexthop means the recipient domain (for smtp) or relayhost.
+ * A transport without a delivery agent in master.cf defers (4.3.0).
  * Table failures defer (4.3.0). Permanent alias failures (loops, limits)
  * bounce with 5.4.6 (RFC 3463: routing loop detected).
  */
@@ -40,6 +49,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "delivery_proto.h"
 #include "directory.h"
 #include "service.h"
@@ -328,18 +338,105 @@ static bool transport_final(struct qmgr_message *msg, size_t i, const char *entr
     return false;
 }
 
-/* route_one - the transport for a final recipient, or NULL with its result recorded */
-static struct qmgr_transport *route_one(struct qmgr_message *msg, size_t i, struct strbuf *buf)
+/* split_spec - "transport:nexthop" into its parts (nexthop may be empty) */
+static void split_spec(const char *spec, struct strbuf *name, struct strbuf *hop)
+{
+    size_t  len = strcspn(spec, ":");
+
+    sb_reset(name);
+    sb_append(name, spec, len);
+    sb_set(hop, spec[len] == ':' ? spec + len + 1 : "");
+}
+
+/* default_nexthop - relayhost, else the recipient domain (lower case) */
+static void default_nexthop(const char *domain, bool use_relayhost, struct strbuf *hop)
+{
+    const char *relayhost = config_str(qmgr.svc->cfg, "relayhost");
+
+    if (use_relayhost && *relayhost) {
+        sb_set(hop, relayhost);
+        return;
+    }
+    sb_set(hop, domain);
+    sb_lowercase(hop);
+}
+
+/* find_transport - the agent for a transport name; NULL with the recipient deferred */
+static struct qmgr_transport *find_transport(struct qmgr_message *msg, size_t i, const char *name)
+{
+    struct qmgr_transport *tr = qmgr_transport_find(name);
+    char    text[128];
+
+    if (tr == NULL) {
+        snprintf(text, sizeof(text), "mail transport unavailable: no delivery agent \"%.60s\" in master.cf",
+                 name);
+        qmgr_rcpt_result(msg, i, QUEUE_RCPT_DEFERRED, "4.3.0", text, "none", true);
+    }
+    return tr;
+}
+
+/* mailbox_exists - the virtual mailbox check; false with the recipient's result recorded */
+static bool mailbox_exists(struct qmgr_message *msg, size_t i, struct strbuf *buf)
+{
+    switch (directory_mailbox(qmgr.dir, msg->qf.env.rcpts[i].address, buf)) {
+    case MAP_FOUND:
+        return true;
+    case MAP_NOTFOUND:
+        qmgr_rcpt_result(msg, i, QUEUE_RCPT_BOUNCED, "5.1.1",
+                         "unknown user: user unknown in virtual mailbox table", "none", true);
+        return false;
+    case MAP_TEMPFAIL:
+    default:
+        qmgr_rcpt_result(msg, i, QUEUE_RCPT_DEFERRED, "4.3.0", "virtual_mailbox_maps lookup failed",
+                         "none", true);
+        return false;
+    }
+}
+
+/* route_spec - a "transport:nexthop" for recipient i: the agent, hop filled in; NULL with a result */
+static struct qmgr_transport *route_spec(struct qmgr_message *msg, size_t i, const char *spec,
+                                         const char *class_spec, bool use_relayhost, struct strbuf *hop)
 {
     const char *address = msg->qf.env.rcpts[i].address;
     const char *at = strrchr(address, '@');
-    enum domain_class cls;
+    struct strbuf name = STRBUF_INIT, cname = STRBUF_INIT, chop = STRBUF_INIT;
     struct qmgr_transport *tr;
+
+    split_spec(spec, &name, hop);
+    split_spec(class_spec, &cname, &chop);
+    if (sb_len(&name) == 0)
+        sb_set(&name, sb_str(&cname));
+    if (sb_len(hop) == 0 && strcmp(sb_str(&name), sb_str(&cname)) == 0)
+        sb_set(hop, sb_str(&chop));     /* the class's own nexthop goes with its transport */
+    tr = find_transport(msg, i, sb_str(&name));
+    if (tr != NULL && qmgr_transport_wants_nexthop(tr) && sb_len(hop) == 0)
+        default_nexthop(at ? at + 1 : "", use_relayhost, hop);
+    if (tr != NULL && !qmgr_transport_wants_nexthop(tr))
+        sb_reset(hop);
+    sb_free(&name);
+    sb_free(&cname);
+    sb_free(&chop);
+    return tr;
+}
+
+/* route_one - the transport and nexthop (hop) for a final recipient, or NULL with its result recorded */
+static struct qmgr_transport *route_one(struct qmgr_message *msg, size_t i, struct strbuf *buf,
+                                        struct strbuf *hop)
+{
+    const char *address = msg->qf.env.rcpts[i].address;
+    const char *at = strrchr(address, '@');
+    struct config *cfg = qmgr.svc->cfg;
+    enum domain_class cls;
+    struct strbuf entry = STRBUF_INIT;
+    bool    have_entry = false;
+    struct qmgr_transport *tr = NULL;
 
     switch (transport_lookup(address, buf)) {
     case MAP_FOUND:
         if (transport_final(msg, i, sb_str(buf)))
             return NULL;
+        sb_set(&entry, sb_str(buf));
+        have_entry = true;
         break;
     case MAP_NOTFOUND:
         break;
@@ -350,62 +447,97 @@ static struct qmgr_transport *route_one(struct qmgr_message *msg, size_t i, stru
     }
     if (directory_classify(qmgr.dir, at ? at + 1 : "", &cls) != DIRECTORY_OK) {
         qmgr_rcpt_result(msg, i, QUEUE_RCPT_DEFERRED, "4.3.0", "domain table lookup failed", "none", true);
+        sb_free(&entry);
         return NULL;
     }
     switch (cls) {
     case DOMAIN_MAILBOX:
-        switch (directory_mailbox(qmgr.dir, address, buf)) {
-        case MAP_FOUND:
+        if (!have_entry && !mailbox_exists(msg, i, buf))
             break;
-        case MAP_NOTFOUND:
-            qmgr_rcpt_result(msg, i, QUEUE_RCPT_BOUNCED, "5.1.1",
-                             "unknown user: user unknown in virtual mailbox table", "none", true);
-            return NULL;
-        case MAP_TEMPFAIL:
-        default:
-            qmgr_rcpt_result(msg, i, QUEUE_RCPT_DEFERRED, "4.3.0", "virtual_mailbox_maps lookup failed",
-                             "none", true);
-            return NULL;
-        }
-        tr = qmgr_transport_find(NULL);
-        if (tr == NULL)
-            msg_panic("route_one: no virtual transport");
-        return tr;
+        tr = route_spec(msg, i, have_entry ? sb_str(&entry) : "", config_str(cfg, "virtual_transport"),
+                        false, hop);
+        /* The virtual agent itself would not know the user: check here, as without an entry. */
+        if (tr != NULL && have_entry && !qmgr_transport_wants_nexthop(tr) && !mailbox_exists(msg, i, buf))
+            tr = NULL;
+        break;
     case DOMAIN_ALIAS:
+        if (have_entry) {
+            tr = route_spec(msg, i, sb_str(&entry), config_str(cfg, "default_transport"), true, hop);
+            break;
+        }
         qmgr_rcpt_result(msg, i, QUEUE_RCPT_BOUNCED, "5.1.1",
                          "unknown user: user unknown in virtual alias table", "none", true);
-        return NULL;
-    case DOMAIN_LOCAL:
+        break;
     case DOMAIN_RELAY:
+        tr = route_spec(msg, i, have_entry ? sb_str(&entry) : "", config_str(cfg, "relay_transport"), true, hop);
+        break;
     case DOMAIN_OTHER:
+        tr = route_spec(msg, i, have_entry ? sb_str(&entry) : "", config_str(cfg, "default_transport"),
+                        true, hop);
+        break;
+    case DOMAIN_LOCAL:
     default:
-        qmgr_rcpt_result(msg, i, QUEUE_RCPT_DEFERRED, "4.4.0", "delivery via smtp is not available yet",
+        if (have_entry) {
+            tr = route_spec(msg, i, sb_str(&entry), config_str(cfg, "default_transport"), true, hop);
+            break;
+        }
+        qmgr_rcpt_result(msg, i, QUEUE_RCPT_DEFERRED, "4.4.0", "local delivery is not available",
                          "none", true);
-        return NULL;
+        break;
     }
+    sb_free(&entry);
+    return tr;
 }
+
+/* Recipients of a message that go to the same transport and nexthop travel together. */
+struct route_slot {
+    struct qmgr_transport *tr;          /* NULL: settled in qmgr, or taken into a job */
+    char   *hop;                        /* NULL: none */
+};
 
 /* qmgr_route_message - results or delivery jobs for every recipient not yet final */
 void qmgr_route_message(struct qmgr_message *msg)
 {
-    struct strbuf buf = STRBUF_INIT;
-    size_t *idx = xcalloc(msg->qf.env.nrcpt ? msg->qf.env.nrcpt : 1, sizeof(*idx));
-    size_t  n = 0;
-    struct qmgr_transport *tr = NULL;
+    struct strbuf buf = STRBUF_INIT, hop = STRBUF_INIT;
+    size_t  nrcpt = msg->qf.env.nrcpt;
+    struct route_slot *slot = xcalloc(nrcpt ? nrcpt : 1, sizeof(*slot));
+    size_t *idx = xcalloc(nrcpt ? nrcpt : 1, sizeof(*idx));
 
-    for (size_t i = 0; i < msg->qf.env.nrcpt; i++) {
+    for (size_t i = 0; i < nrcpt; i++) {
         enum queue_rcpt_state st = msg->qf.env.rcpts[i].state;
-        struct qmgr_transport *t;
 
         if (st == QUEUE_RCPT_DELIVERED || st == QUEUE_RCPT_BOUNCED)
             continue;
-        if ((t = route_one(msg, i, &buf)) != NULL) {
-            tr = t;                     /* one transport for now: virtual */
-            idx[n++] = i;
-        }
+        sb_reset(&hop);
+        slot[i].tr = route_one(msg, i, &buf, &hop);
+        if (slot[i].tr != NULL && sb_len(&hop) > 0)
+            slot[i].hop = xstrdup(sb_str(&hop));
     }
-    for (size_t k = 0; k < n; k += QMGR_JOB_RCPT_MAX)
-        qmgr_deliver_add(tr, msg, idx + k, n - k < QMGR_JOB_RCPT_MAX ? n - k : QMGR_JOB_RCPT_MAX);
+    for (size_t i = 0; i < nrcpt; i++) {
+        struct qmgr_transport *tr = slot[i].tr;
+        char   *h = slot[i].hop;
+        size_t  n = 0;
+
+        if (tr == NULL)
+            continue;
+        for (size_t j = i; j < nrcpt; j++) {
+            if (slot[j].tr != tr || (h == NULL) != (slot[j].hop == NULL)
+                || (h != NULL && strcasecmp(h, slot[j].hop) != 0))
+                continue;
+            idx[n++] = j;
+            slot[j].tr = NULL;
+            if (n == QMGR_JOB_RCPT_MAX) {
+                qmgr_deliver_add(tr, msg, h, idx, n);
+                n = 0;
+            }
+        }
+        if (n > 0)
+            qmgr_deliver_add(tr, msg, h, idx, n);
+    }
+    for (size_t i = 0; i < nrcpt; i++)
+        free(slot[i].hop);
+    free(slot);
     free(idx);
     sb_free(&buf);
+    sb_free(&hop);
 }

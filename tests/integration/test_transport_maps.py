@@ -1,7 +1,7 @@
 """transport_maps entries that qmgr settles itself: error:TEXT bounces the recipient with TEXT
 (and its status code when TEXT starts with one), discard: delivers to nowhere. Keys are
 tried as Postfix does: full address, domain, then ".parent" domains; an address entry beats the
-mailbox route of a local domain. Recipients without an entry route as before."""
+mailbox route of a local domain. Recipients without an entry route by their domain class (other domains: default_transport, smtp)."""
 import glob
 import re
 import smtplib
@@ -23,7 +23,9 @@ class TransportMapsTest(unittest.TestCase):
                     "Discard.Test  discard:\n"
                     ".sub.test     error:parent rule\n"
                     "gone@%s       discard:\n" % DOMAIN)
+        # No name server answers (port 9 on loopback): outbound mail waits with a DNS failure.
         i.set_main_cf(mynetworks="127.0.0.1/32", transport_maps="texthash:" + tmap,
+                      smtp_dns_servers="127.0.0.1:9",
                       minimal_backoff_time="1s", maximal_backoff_time="2s", queue_run_delay="1s")
         i.postctl("domain", "add", DOMAIN)
         i.postctl("user", "add", "alice@" + DOMAIN, "--password-stdin", input="alice-pw\n")
@@ -73,12 +75,13 @@ class TransportMapsTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: "Mail queue is empty" in i.postctl("queue", "list"), timeout=15),
                         i.postctl("queue", "list"))
 
-    def test_no_entry_still_waits(self):
+    def test_no_entry_goes_to_smtp(self):
         i = self.inst
         with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
             s.sendmail("alice@" + DOMAIN, ["w@other.test"], b"Subject: waits\r\n\r\nbody\r\n")
         self.assertTrue(wait_until(lambda: self.result("w@other.test"), timeout=20), i.log())
-        self.assertEqual(self.result("w@other.test")[1], "deferred")
+        self.assertEqual(self.result("w@other.test")[:2], ("4.4.3", "deferred"))
+        self.assertIn("Name service error for name=other.test", self.result("w@other.test")[2])
 
 
 if __name__ == "__main__":
