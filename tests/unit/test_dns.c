@@ -3,7 +3,9 @@
  * (127.0.0.1, an ephemeral port): MX, A and AAAA answers, NXDOMAIN, no data,
  * null MX, SERVFAIL (and moving on to a second server), silence (timeout),
  * answers with a wrong ID or a different question (ignored), malformed
- * packets, cancel before the answer, bad server lists and names.
+ * packets, cancel before the answer, bad server lists and names; the
+ * records dns_lookup_rr() hands over (MX names through compression, a
+ * looping name dropped, addresses).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -158,6 +160,15 @@ static void serve(evutil_socket_t fd, short what, void *arg)
             pos = add_rr(a, pos, DNS_TYPE_MX, mx, sizeof(mx));
             count = 1;
         }
+    } else if (strcmp(label, "mxloop") == 0 && qtype == DNS_TYPE_MX) {
+        /* Two records: a good one (compressed), then an exchange pointing at itself. */
+        static const unsigned char mx[] = {0, 20, 3, 'm', 'x', '2', 0xc0, 12};
+        unsigned char loop[4] = {0, 10, 0xc0, 0};
+
+        pos = add_rr(a, pos, DNS_TYPE_MX, mx, sizeof(mx));
+        loop[3] = (unsigned char) (pos + 12 + 2);       /* the pointer's own offset */
+        pos = add_rr(a, pos, DNS_TYPE_MX, loop, sizeof(loop));
+        count = 2;
     } else if (strcmp(label, "overrun") == 0) {
         /* The record claims more data than the packet holds: nothing usable. */
         pos = add_rr(a, pos, qtype, "\x01\x02", 2);
@@ -245,6 +256,75 @@ static enum dns_status mailhost(struct dns_resolver *r, const char *name, struct
     assert_true(res->done);
     assert_int_equal(res->calls, 1);
     return res->status;
+}
+
+struct rr_result {
+    bool    done;
+    enum dns_status status;
+    struct dns_rr rr[DNS_MAX_RR];
+    size_t  n;
+};
+
+/* on_rr - record the records */
+static void on_rr(void *ctx, enum dns_status status, const struct dns_rr *rr, size_t n, const char *why)
+{
+    struct rr_result *r = ctx;
+
+    (void) why;
+    r->done = true;
+    r->status = status;
+    r->n = n;
+    memcpy(r->rr, rr, n * sizeof(*rr));
+}
+
+/* lookup_rr - one dns_lookup_rr question, waited for */
+static void lookup_rr(struct dns_resolver *r, const char *name, int type, struct rr_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    dns_lookup_rr(r, name, type, on_rr, res);
+    assert_false(res->done);
+    for (int i = 0; i < 500 && !res->done; i++) {
+        struct timeval tv = {0, 10000};
+
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    assert_true(res->done);
+}
+
+/* test_records - the data of MX and A answers; a looping exchange name is dropped */
+static void test_records(void **state)
+{
+    struct server sv;
+    struct dns_resolver *r;
+    struct rr_result res;
+
+    (void) state;
+    server_start(&sv);
+    r = resolver_for(&sv);
+    lookup_rr(r, "mx.example.test", DNS_TYPE_MX, &res);
+    assert_int_equal(res.status, DNS_OK);
+    assert_int_equal(res.n, 1);
+    assert_int_equal(res.rr[0].pref, 10);
+    assert_string_equal(res.rr[0].name, "mail.mx.example.test");
+    lookup_rr(r, "mxloop.example.test", DNS_TYPE_MX, &res);
+    assert_int_equal(res.status, DNS_OK);
+    assert_int_equal(res.n, 1);
+    assert_int_equal(res.rr[0].pref, 20);
+    assert_string_equal(res.rr[0].name, "mx2.mxloop.example.test");
+    lookup_rr(r, "a.example.test", DNS_TYPE_A, &res);
+    assert_int_equal(res.status, DNS_OK);
+    assert_int_equal(res.n, 1);
+    assert_memory_equal(res.rr[0].addr, "\xc0\x00\x02\x01", 4);
+    lookup_rr(r, "nullmx.example.test", DNS_TYPE_MX, &res);
+    assert_int_equal(res.status, DNS_OK);
+    assert_int_equal(res.n, 1);
+    assert_string_equal(res.rr[0].name, "");
+    lookup_rr(r, "nx.example.test", DNS_TYPE_MX, &res);
+    assert_int_equal(res.status, DNS_NOTFOUND);
+    assert_int_equal(res.n, 0);
+    dns_resolver_free(r);
+    server_stop(&sv);
 }
 
 static void test_mailhost(void **state)
@@ -406,6 +486,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mailhost),
+        cmocka_unit_test(test_records),
         cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_second_server),
         cmocka_unit_test(test_cancel),
