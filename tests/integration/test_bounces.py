@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import smtplib
+import subprocess
 import time
 import unittest
 
@@ -253,7 +254,7 @@ class QueueLifetimeTest(unittest.TestCase):
                       delay_warning_time="2s", maximal_queue_lifetime="8s", bounce_queue_lifetime="0",
                       **{"2bounce_notice_recipient": "pm@bounce.test"})
         i.postctl("domain", "add", DOMAIN)
-        for user in ("alice", "bob", "carol"):
+        for user in ("alice", "bob", "carol", "dave"):
             i.postctl("user", "add", "%s@%s" % (user, DOMAIN), "--password-stdin", input="pw\n")
         i.start()
 
@@ -313,6 +314,30 @@ class QueueLifetimeTest(unittest.TestCase):
         self.assertIn("message expired", per_rcpt[0]["Diagnostic-Code"])
         self.assertIn("4.4.1 destination busy", per_rcpt[0]["Diagnostic-Code"])
         self.assertEqual(third.get_payload()[0]["Subject"], "slow one")
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root for chattr +i")
+    def test_bounce_that_cannot_be_queued_is_retried(self):
+        """incoming/ made immutable when the message expires: the bounce cannot be written, so the
+        message stays queued (not removed, nothing lost) and the bounce goes once it can be."""
+        i = self.inst
+        incoming = i.path("queue", "incoming")
+        qid = send(i, "dave@" + DOMAIN, ["x@slow.test"], b"Subject: blocked\r\n\r\nx\r\n",
+                   rcpt_options=["NOTIFY=FAILURE"])
+        self.assertTrue(wait_until(lambda: os.path.exists(i.path("queue", "deferred", qid)), timeout=20))
+        if subprocess.run(["chattr", "+i", incoming], capture_output=True).returncode != 0:
+            self.skipTest("chattr +i not supported here")
+        try:
+            self.assertTrue(wait_until(lambda: "%s: cannot queue a delivery status notification" % qid in i.log(),
+                                       timeout=30), i.log()[-3000:])
+            time.sleep(2)
+            self.assertNotIn("%s: removed" % qid, i.log())
+            self.assertTrue(any(os.path.exists(i.path("queue", q, qid)) for q in ("deferred", "active")))
+        finally:
+            subprocess.run(["chattr", "-i", incoming], check=True)
+        self.assertTrue(wait_until(lambda: "%s: removed" % qid in i.log(), timeout=30), i.log()[-3000:])
+        self.assertRegex(i.log(), r"%s: sender non-delivery notification: " % qid)
+        self.assertTrue(wait_until(lambda: dsns(i, "dave", "Undelivered Mail"), timeout=20))
+        self.assertEqual(len(dsns(i, "dave", "Undelivered Mail")), 1)
 
     def test_notify_never_no_warning(self):
         i = self.inst
