@@ -370,8 +370,11 @@ static bool send_notice(struct qmgr_message *msg, struct notice *nt, int64_t now
     if (to_postmaster && nt->kind != DSN_FAILURE)
         return true;                    /* nobody wants delay or success news of a bounce */
     if (strcasecmp(sender, bs.double_bounce) == 0 || (to_postmaster && *bs.notice_rcpt == '\0')) {
-        msg_info("%s: undeliverable postmaster notification discarded", msg->entry->id);
-        mark_notified(msg, nt);
+        /* Our own postmaster notices are never reported on: that could loop. */
+        if (nt->kind == DSN_FAILURE)
+            msg_info("%s: undeliverable postmaster notification discarded", msg->entry->id);
+        if (nt->kind != DSN_DELAY)
+            mark_notified(msg, nt);
         return true;
     }
     if (queue_notice(msg, nt, to_postmaster, to_postmaster ? bs.double_bounce : "",
