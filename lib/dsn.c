@@ -328,7 +328,9 @@ static const char *third_part_name(const struct dsn_report *r)
 bool dsn_compose_head(const struct dsn_report *r, struct strbuf *out)
 {
     struct strbuf b = STRBUF_INIT;
-    bool    eight = report_eight_bit(r) || (r->full && r->eight_bit);
+    bool    eight = report_eight_bit(r) || (r->full && r->eight_bit) || r->smtputf8;
+    const char *third_type = r->smtputf8 ? (r->full ? "message/global" : "message/global-headers")
+        : (r->full ? "message/rfc822" : "text/rfc822-headers");
     char    date[64];
 
     boundary(r, &b);
@@ -377,9 +379,10 @@ bool dsn_compose_head(const struct dsn_report *r, struct strbuf *out)
         status_rcpt(r, &r->rcpts[i], out);
 
     /* 3: what was sent */
+    /* RFC 6533: an SMTPUTF8 original travels as message/global(-headers). */
     sb_printf(out, "\n--%s\nContent-Description: %s\nContent-Type: %s\n", sb_str(&b), third_part_name(r),
-              r->full ? "message/rfc822" : "text/rfc822-headers");
-    if (r->full && r->eight_bit)
+              third_type);
+    if (r->full && (r->eight_bit || r->smtputf8))
         sb_puts(out, "Content-Transfer-Encoding: 8bit\n");
     sb_putc(out, '\n');
     sb_free(&b);

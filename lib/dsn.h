@@ -68,6 +68,7 @@ struct dsn_report {
     size_t  nrcpt;
     bool    full;                       /* the third part is the whole message, else its headers */
     bool    eight_bit;                  /* the original's body is 8BITMIME */
+    bool    smtputf8;                   /* the original is SMTPUTF8 (RFC 6531): message/global parts */
     const char *boundary;               /* NULL: made of queue ID, time and host (see dsn.c) */
 };
 

@@ -312,6 +312,7 @@ static int queue_notice(struct qmgr_message *msg, const struct notice *nt, bool 
     r.nrcpt = nt->n;
     r.full = want_full && (bs.size_limit <= 0 || msg->qf.message_length <= (uint64_t) bs.size_limit);
     r.eight_bit = orig->body_type && strcasecmp(orig->body_type, "8BITMIME") == 0;
+    r.smtputf8 = orig->smtputf8;
     if (!r.full && header_bytes(msg, &part_len, err) != 0)
         return -1;
     make_boundary(msg, now, boundary, sizeof(boundary));

@@ -151,6 +151,25 @@ class BounceTest(unittest.TestCase):
         self.assertIn("X-Mark: hdrs", text)
         self.assertNotIn("secret body text", text)
 
+    def test_smtputf8_original_returned_as_message_global(self):
+        i = self.inst
+        body = "Subject: Grüße\r\nFrom: erin@example.test\r\n\r\nÄrger\r\n".encode()
+        qid = send(i, "erin@" + DOMAIN, ["u@bounce.test"], body, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+        self.assertTrue(wait_until(lambda: dsns(i, "erin", "Undelivered Mail"), timeout=30), i.log()[-3000:])
+        (dsn,) = dsns(i, "erin", "Undelivered Mail")
+        self.assertEqual(dsn["Content-Transfer-Encoding"], "8bit")
+        parts = dsn.get_payload()
+        self.assertEqual([p.get_content_type() for p in parts],
+                         ["text/plain", "message/global-delivery-status", "message/global"])
+        raw = b""
+        for path in glob.glob(i.path("mail", DOMAIN, "erin", "new", "*")):
+            with open(path, "rb") as f:
+                raw += f.read()
+        third = raw[raw.index(b"Content-Type: message/global\n"):]
+        self.assertIn("Subject: Grüße".encode(), third)
+        self.assertIn("Ärger".encode(), third)
+        self.assertIn("X-Postern-Queue-ID: %s" % qid, parts[1].as_string())
+
     def test_notify_never_and_success(self):
         i = self.inst
         q1 = send(i, "carol@" + DOMAIN, ["z@bounce.test"], b"Subject: never\r\n\r\nx\r\n",

@@ -219,6 +219,18 @@ static void test_hostile_values(void **state)
     assert_true(dsn_compose_head(&r, &out));
     assert_non_null(strstr(sb_str(&out), "Final-Recipient: utf-8; j\xc3\xb6rg@local.test\n"));
     assert_non_null(strstr(sb_str(&out), "Content-Type: message/global-delivery-status\n"));
+    assert_non_null(strstr(sb_str(&out), "Content-Type: message/rfc822\n"));
+    sb_free(&out);
+
+    /* an SMTPUTF8 original is returned as message/global, or message/global-headers */
+    sample(&r, rc);
+    r.smtputf8 = true;
+    assert_true(dsn_compose_head(&r, &out));
+    assert_non_null(strstr(sb_str(&out), "Content-Type: message/global\nContent-Transfer-Encoding: 8bit\n\n"));
+    sb_free(&out);
+    r.full = false;
+    dsn_compose_head(&r, &out);
+    assert_non_null(strstr(sb_str(&out), "Content-Type: message/global-headers\n\n"));
     sb_free(&out);
 }
 
