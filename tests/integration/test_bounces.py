@@ -82,7 +82,7 @@ class BounceTest(unittest.TestCase):
                       service_throttle_time="2s",
                       **{"2bounce_notice_recipient": "postmaster@" + DOMAIN})
         i.postctl("domain", "add", DOMAIN)
-        for user in ("alice", "bob", "carol", "dave", "erin", "postmaster"):
+        for user in ("alice", "bob", "carol", "dave", "erin", "frank", "postmaster"):
             i.postctl("user", "add", "%s@%s" % (user, DOMAIN), "--password-stdin", input="pw\n")
         i.start()
 
@@ -150,6 +150,18 @@ class BounceTest(unittest.TestCase):
         self.assertIn("Subject: headers only", text)
         self.assertIn("X-Mark: hdrs", text)
         self.assertNotIn("secret body text", text)
+
+    def test_large_original_returns_headers_only(self):
+        """Above bounce_size_limit (50000) only the headers come back, whatever RET says."""
+        i = self.inst
+        body = b"Subject: big one\r\n\r\n" + (b"x" * 998 + b"\r\n") * 60
+        send(i, "frank@" + DOMAIN, ["big@bounce.test"], body, mail_options=["RET=FULL"])
+        self.assertTrue(wait_until(lambda: dsns(i, "frank", "Undelivered Mail"), timeout=30), i.log()[-3000:])
+        (dsn,) = dsns(i, "frank", "Undelivered Mail")
+        _, _, _, third = report_parts(self, dsn)
+        self.assertEqual(third.get_content_type(), "text/rfc822-headers")
+        self.assertIn("Subject: big one", third.get_payload())
+        self.assertLess(len(dsn.as_string()), 10000)
 
     def test_smtputf8_original_returned_as_message_global(self):
         i = self.inst
