@@ -530,6 +530,8 @@ static int queue_show(struct postctl *ctl, int argc, char **argv)
         if (env->smtputf8)
             sb_puts(&out, "smtputf8: yes\n");
         sb_printf(&out, "attempts: %u\n", qf->attempts);
+        if (qf->flags & QUEUE_FLAG_DELAY_WARNED)
+            sb_puts(&out, "delay_warning: sent\n");
         if (qf->next_attempt > 0) {
             format_time(qf->next_attempt, when);
             sb_printf(&out, "next_attempt: %s\n", when);
@@ -546,6 +548,9 @@ static int queue_show(struct postctl *ctl, int argc, char **argv)
             }
             sb_putc(&out, '\n');
             put_field(&out, "  orcpt", rc->orcpt);
+            put_field(&out, "  notify", rc->notify);
+            if (rc->flags & QUEUE_RCPT_F_NOTIFIED)
+                sb_puts(&out, "  sender_notified: yes\n");
         }
         fwrite(out.data, 1, out.len, stdout);
         rc = fflush(stdout) == 0 ? POSTCTL_OK : POSTCTL_FAILED;

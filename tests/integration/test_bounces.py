@@ -404,7 +404,8 @@ class RequeueTest(unittest.TestCase):
         i = cls.inst
         tmap = i.path("etc", "transport")
         with open(tmap, "w") as f:
-            f.write("later.test   retry:4.4.1 try later\n")
+            f.write("later.test   retry:4.4.1 try later\n"
+                    "bounce.test  error:5.1.1 no such mailbox here\n")
         i.set_main_cf(mynetworks="127.0.0.1/32", transport_maps="texthash:" + tmap,
                       minimal_backoff_time="1h", maximal_backoff_time="2h", queue_run_delay="1h")
         i.postctl("domain", "add", DOMAIN)
@@ -420,6 +421,21 @@ class RequeueTest(unittest.TestCase):
 
     def deferred(self, qid):
         return os.path.exists(self.inst.path("queue", "deferred", qid))
+
+    def test_show_notified(self):
+        """postctl queue show tells which recipients' senders were told already."""
+        i = self.inst
+        qid = send(i, "alice@" + DOMAIN, ["gone@bounce.test", "wait@later.test"], b"Subject: s\r\n\r\nx\r\n",
+                   rcpt_options=["NOTIFY=FAILURE,DELAY"])
+        self.assertTrue(wait_until(lambda: self.deferred(qid), timeout=20), i.log()[-2000:])
+        self.assertRegex(i.log(), r"%s: sender non-delivery notification: " % qid)
+        show = i.postctl("queue", "show", qid)
+        self.assertRegex(show, r"recipient: gone@bounce\.test \(bounced\): 5\.1\.1 no such mailbox here\n"
+                               r"  notify: FAILURE,DELAY\n  sender_notified: yes\n")
+        self.assertRegex(show, r"recipient: wait@later\.test \(deferred\): 4\.4\.1 try later\n"
+                               r"  notify: FAILURE,DELAY\n(?!  sender_notified)")
+        self.assertNotIn("delay_warning", show)
+        i.postctl("queue", "delete", qid)
 
     def test_requeue(self):
         i = self.inst
