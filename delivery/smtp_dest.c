@@ -33,6 +33,15 @@
 
 #include "smtp.h"
 
+/* copy_text - src into dst (size bytes), cut if it must be (callers check lengths first) */
+static void copy_text(char *dst, size_t size, const char *src)
+{
+    size_t  len = strnlen(src, size - 1);
+
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
 /* parse_port - 1..65535; false otherwise */
 static bool parse_port(const char *s, int *port)
 {
@@ -93,9 +102,9 @@ int smtp_dest_parse(struct smtp_delivery *d, const char *nexthop, struct strbuf 
             sb_printf(err, "bad LMTP socket path in nexthop \"%s\"", nexthop);
             return -1;
         }
-        snprintf(a->path, sizeof(a->path), "%s", buf + 5);
-        snprintf(a->host, sizeof(a->host), "%s", buf + 5);
-        snprintf(d->domain, sizeof(d->domain), "%s", buf + 5);
+        copy_text(a->path, sizeof(a->path), buf + 5);
+        copy_text(a->host, sizeof(a->host), buf + 5);
+        copy_text(d->domain, sizeof(d->domain), buf + 5);
         d->naddrs = 1;
         d->unix_path = true;
         d->literal_host = true;
@@ -140,7 +149,7 @@ int smtp_dest_parse(struct smtp_delivery *d, const char *nexthop, struct strbuf 
     }
     if (d->srv->lmtp)
         d->literal_host = true;
-    snprintf(d->domain, sizeof(d->domain), "%s", host);
+    copy_text(d->domain, sizeof(d->domain), host);
     return 0;
 }
 

@@ -127,6 +127,8 @@ class _Handler(socketserver.StreamRequestHandler):
                         break
                     data.append(l[1:] if l.startswith(b".") else l)
                 after = srv.actions.get("DOT")
+                if srv.dot_delay:
+                    time.sleep(srv.dot_delay)
                 if after == "drop":
                     return
                 if after == "hang":
@@ -156,10 +158,12 @@ class _Handler(socketserver.StreamRequestHandler):
 class _TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256            # the agent opens many connections at once (default 5)
 
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 256
 
 
 class FakeServer:
@@ -180,6 +184,7 @@ class FakeServer:
         self.rcpt_replies = {}              # address -> reply
         self.lmtp_replies = {}              # address -> reply after DATA (LMTP)
         self.hang_seconds = 30
+        self.dot_delay = 0                  # seconds before the reply to the end of DATA
         self.messages = []
         self.commands = []
         self.connections = 0
