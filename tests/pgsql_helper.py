@@ -49,8 +49,11 @@ def free_port():
 
 
 class PgServer:
-    def __init__(self, base=None, port=None):
+    def __init__(self, base=None, port=None, socket_dirs=()):
+        """socket_dirs: more directories for the server's unix socket (e.g. inside a
+        daemon's chroot); they are created and given to the server's user."""
         self.bindir = pg_bindir()
+        self.socket_dirs = list(socket_dirs)
         self.own_base = base is None
         self.base = base or tempfile.mkdtemp(prefix="postern-pg-")
         self.data = os.path.join(self.base, "pg")
@@ -91,6 +94,10 @@ class PgServer:
         os.makedirs(self.base, exist_ok=True)
         os.chmod(self.base, 0o755)
         self._chown(self.base)
+        for d in self.socket_dirs:
+            os.makedirs(d, exist_ok=True)
+            os.chmod(d, 0o755)
+            self._chown(d)
         pwfile = os.path.join(self.base, "pwfile")
         with open(pwfile, "w") as f:
             f.write(SUPERUSER_PASSWORD + "\n")
@@ -104,7 +111,7 @@ class PgServer:
             f.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                     "shared_buffers = 16MB\nmax_connections = 100\n"
                     "unix_socket_directories = '%s'\nlisten_addresses = '127.0.0.1,::1'\n"
-                    "log_min_messages = warning\n" % self.base)
+                    "log_min_messages = warning\n" % ",".join([self.base] + self.socket_dirs))
 
     def start(self):
         """initdb on first use, then start and wait until it accepts connections."""
