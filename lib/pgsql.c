@@ -561,7 +561,10 @@ static int conn_open(struct pgsql_conn *c, struct strbuf *err)
 /*
  * wait_result - flush what was sent and collect the results until the
  * deadline; the first error result wins, else the last one. 0 with *res,
- * -1 with err (the connection is dropped: its state is unknown).
+ * -1 with err when the connection broke, -2 when the deadline passed (the
+ * connection is dropped either way: its state is unknown). A broken
+ * connection is worth one retry (the server restarted); a server that does
+ * not answer is not: a retry would double the wait.
  */
 static int wait_result(struct pgsql_conn *c, PGresult **res, struct strbuf *err)
 {
@@ -600,7 +603,7 @@ static int wait_result(struct pgsql_conn *c, PGresult **res, struct strbuf *err)
             sb_printf(err, "%s: no answer within query_timeout = %ds", pgsql_conn_describe(c),
                       c->set.query_timeout);
             conn_drop(c);
-            return -1;
+            return -2;
         }
         pfd.fd = PQsocket(c->pg);
         pfd.events = POLLIN | (flushed == 1 ? POLLOUT : 0);
@@ -955,6 +958,7 @@ enum pgsql_status pgsql_stmt_exec(struct pgsql_stmt *st, pgsql_expand_fn expand,
     const char *values[PGSQL_MAX_PARAMS];
     enum pgsql_status status = PGSQL_TEMPFAIL;
     PGresult *r = NULL;
+    int     rc;
 
     *res = NULL;
     for (int i = 0; i < st->nparams; i++)
@@ -978,8 +982,11 @@ enum pgsql_status pgsql_stmt_exec(struct pgsql_stmt *st, pgsql_expand_fn expand,
                 conn_drop(c);
                 continue;
             }
-            if (wait_result(c, &r, err) < 0)
+            if ((rc = wait_result(c, &r, err)) < 0) {
+                if (rc == -2)
+                    goto out;
                 continue;
+            }
             if (PQresultStatus(r) != PGRES_COMMAND_OK) {
                 bool    again = retryable(c, r);
 
@@ -1002,8 +1009,11 @@ enum pgsql_status pgsql_stmt_exec(struct pgsql_stmt *st, pgsql_expand_fn expand,
             conn_drop(c);
             continue;
         }
-        if (wait_result(c, &r, err) < 0)
+        if ((rc = wait_result(c, &r, err)) < 0) {
+            if (rc == -2)
+                goto out;
             continue;
+        }
         if (PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK) {
             *res = r;
             status = PGSQL_OK;
