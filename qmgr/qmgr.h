@@ -72,6 +72,7 @@ struct qmgr_rcpt_note {
     bool    dirty;                      /* state/reason changed in memory, not yet in the file */
     bool    flags_dirty;                /* only the flags changed (sender notified) */
     char   *relay;                      /* who gave this run's result ("virtual", "host[addr]:port") */
+    char   *text;                       /* its whole reason (the file keeps QUEUE_REASON_MAX bytes) */
     int64_t when;                       /* when, 0: not in this run */
 };
 

@@ -121,12 +121,16 @@ bool qmgr_bounce_expire(struct qmgr_message *msg, int64_t now)
         return false;
     for (size_t i = 0; i < msg->qf.env.nrcpt; i++) {
         struct queue_rcpt *rc = &msg->qf.env.rcpts[i];
+        char    status[DSN_STATUS_MAX];
+        const char *last;
         char   *relay;
 
         if (rc->state != QUEUE_RCPT_DEFERRED)
             continue;
+        last = dsn_split_reason(rc->reason, status);
         sb_reset(&text);
-        sb_printf(&text, "message expired; last error: %s", rc->reason);
+        sb_printf(&text, "message expired; last error: %s%s%s", status, *status ? " " : "",
+                  msg->notes[i].text ? msg->notes[i].text : last);
         /* Keep the last attempt's relay for Remote-MTA. */
         relay = xstrdup(msg->notes[i].relay ? msg->notes[i].relay : "none");
         qmgr_rcpt_result(msg, i, QUEUE_RCPT_BOUNCED, "5.4.7", sb_str(&text), relay, true);
@@ -199,7 +203,8 @@ static void notice_add(struct notice *nt, const struct qmgr_message *msg, size_t
     d->orcpt = rc->orcpt;
     d->action = action_of(msg, i, nt->kind);
     d->status = nt->status[nt->n];
-    d->text = text;
+    /* This run's whole text when we have it; after a restart, the file's. */
+    d->text = msg->notes[i].text ? msg->notes[i].text : text;
     d->relay = msg->notes[i].relay;
     d->last_attempt = msg->notes[i].when ? msg->notes[i].when : rc->updated;
     nt->idx[nt->n++] = i;

@@ -363,8 +363,10 @@ static void message_free(struct qmgr_message *msg)
 {
     if (msg->fd >= 0)
         close(msg->fd);
-    for (size_t i = 0; msg->notes && i < msg->qf.env.nrcpt; i++)
+    for (size_t i = 0; msg->notes && i < msg->qf.env.nrcpt; i++) {
         free(msg->notes[i].relay);
+        free(msg->notes[i].text);
+    }
     queue_file_free(&msg->qf);
     free(msg->notes);
     if (msg->entry)
@@ -609,6 +611,8 @@ void qmgr_rcpt_result(struct qmgr_message *msg, size_t i, enum queue_rcpt_state 
     msg->notes[i].dirty = !msg->keep_pending;
     free(msg->notes[i].relay);
     msg->notes[i].relay = xstrdup(relay);       /* for the DSN's Remote-MTA */
+    free(msg->notes[i].text);
+    msg->notes[i].text = xstrdup(text);         /* for its Diagnostic-Code, uncut */
     msg->notes[i].when = now.tv_sec;
     if (!log_it)
         return;

@@ -18,6 +18,7 @@ import subprocess
 import time
 import unittest
 
+from outbound_helpers import FakeServer
 from postern_test import Instance, children_of, cmdline, main, wait_until
 
 DOMAIN = "example.test"
@@ -74,21 +75,26 @@ class BounceTest(unittest.TestCase):
     def setUpClass(cls):
         cls.inst = Instance("bounce")
         i = cls.inst
+        cls.remote = FakeServer()
         tmap = i.path("etc", "transport")
         with open(tmap, "w") as f:
-            f.write("bounce.test  error:5.1.1 no such mailbox here\n")
+            f.write("bounce.test  error:5.1.1 no such mailbox here\n"
+                    "remote.test  smtp:[127.0.0.1]:%d\n" % cls.remote.port)
         i.set_main_cf(mynetworks="127.0.0.1/32", transport_maps="texthash:" + tmap,
                       minimal_backoff_time="1s", maximal_backoff_time="2s", queue_run_delay="1s",
                       service_throttle_time="2s",
                       **{"2bounce_notice_recipient": "postmaster@" + DOMAIN})
         i.postctl("domain", "add", DOMAIN)
-        for user in ("alice", "bob", "carol", "dave", "erin", "frank", "postmaster"):
+        for user in ("alice", "bob", "carol", "dave", "erin", "frank", "gina", "postmaster"):
             i.postctl("user", "add", "%s@%s" % (user, DOMAIN), "--password-stdin", input="pw\n")
         i.start()
 
     @classmethod
     def tearDownClass(cls):
-        cls.inst.cleanup()
+        try:
+            cls.inst.cleanup()
+        finally:
+            cls.remote.close()
 
     def wait_removed(self, qid):
         self.assertTrue(wait_until(lambda: "%s: removed" % qid in self.inst.log(), timeout=30),
@@ -135,6 +141,24 @@ class BounceTest(unittest.TestCase):
         self.assertIn("the original body", orig.get_payload())
         # the original is gone; the bounce was delivered and is gone too
         self.wait_removed(qid)
+
+    def test_remote_5xx(self):
+        """A 550 from a remote SMTP server (through the smtp agent): Remote-MTA and an "smtp;"
+        Diagnostic-Code with the server's whole reply, longer than a queue file keeps."""
+        i = self.inst
+        reply = "550 5.7.1 <no@remote.test>: " + "rejected by policy " * 12 + "end"
+        self.remote.rcpt_replies["no@remote.test"] = reply
+        qid = send(i, "gina@" + DOMAIN, ["no@remote.test"], b"Subject: to remote\r\n\r\nx\r\n")
+        self.assertTrue(wait_until(lambda: dsns(i, "gina", "Undelivered Mail"), timeout=30), i.log()[-3000:])
+        (dsn,) = dsns(i, "gina", "Undelivered Mail")
+        human, per_msg, per_rcpt, _ = report_parts(self, dsn)
+        self.assertEqual(per_msg["X-Postern-Queue-ID"], qid)
+        r = per_rcpt[0]
+        self.assertEqual(r["Status"], "5.7.1")
+        self.assertEqual(r["Remote-MTA"], "dns; 127.0.0.1")
+        self.assertEqual(r["Diagnostic-Code"], "smtp; " + reply)
+        self.assertIn("said: 550 5.7.1", human)
+        self.assertIn("end (in reply to RCPT TO command)", human.replace("\n    ", " "))
 
     def test_bounce_headers_only(self):
         i = self.inst
