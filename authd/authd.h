@@ -6,7 +6,7 @@
  *   authd_request.c  one AUTH request: the PLAIN/LOGIN exchange, the
  *                    password check, throttling and delayed FAIL replies
  *   authd_passdb.c   the passwd-file, loaded into a hash table, reloaded
- *                    when the file is replaced
+ *                    when the file is replaced; or auth_passdb_maps (lib/map)
  */
 #ifndef POSTERN_AUTHD_H
 #define POSTERN_AUTHD_H
@@ -102,5 +102,22 @@ void authd_passdb_check(void);
 const struct authd_user *authd_passdb_lookup(const char *name);
 /* authd_passdb_relative - path relative to dir when it lies inside it; NULL otherwise (caller frees) */
 char *authd_passdb_relative(const char *dir, const char *path);
+
+/* A user fetched from auth_passdb_maps: owns its strings. */
+struct authd_fetched {
+    struct authd_user user;
+    char   *data;
+};
+
+/* authd_passdb_maps_enabled - users come from auth_passdb_maps, not the passwd-file */
+bool authd_passdb_maps_enabled(void);
+/*
+ * authd_passdb_fetch - look name (lower-cased) up in auth_passdb_maps, from
+ * any thread: 1 found (why may hold a warning about the entry), 0 unknown
+ * (why may say the entry was unusable), -1 temporary failure with why
+ */
+int  authd_passdb_fetch(const char *name, struct authd_fetched *out, struct strbuf *why);
+/* authd_fetched_free - wipe and release what authd_passdb_fetch() filled in */
+void authd_fetched_free(struct authd_fetched *f);
 
 #endif

@@ -3,7 +3,8 @@
  * per-service permissions, in a hash table.
  *
  * Interface (authd.h): authd_passdb_init(), authd_passdb_check(),
- * authd_passdb_lookup(), authd_passdb_relative().
+ * authd_passdb_lookup(), authd_passdb_relative(), authd_passdb_maps_enabled(),
+ * authd_passdb_fetch(), authd_fetched_free().
  *
  * Format (Dovecot's passwd-file, written by "postctl user"):
  *   user:{SCHEME}hash:uid:gid:gecos:home:shell:extra fields
@@ -17,10 +18,20 @@
  * untrusted: longer than PASSDB_MAX_LINE or malformed ones are skipped with
  * "passwd:LINE: what; skipped"; a duplicate user keeps the first line, as
  * Dovecot does.
+ *
+ * With auth_passdb_maps set, users come from those lib/map tables instead
+ * (hash:, pgsql:, ...; authd_passdb_fetch()): the value for a user name is
+ * what follows "user:" on a passwd-file line, "{SCHEME}hash:uid:gid:gecos:
+ * home:shell:extra fields" (everything after the hash may be left out). A
+ * pgsql: map produces it from named columns (map_pgsql.c, result_fields =
+ * passwd-file). Lookups run in authd's worker threads, one at a time (the
+ * map handles are not thread-safe): a database that does not answer delays
+ * logins, never the event loop.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +42,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "map.h"
 #include "mem.h"
 #include "strbuf.h"
 
@@ -53,6 +65,8 @@ struct pw_table {
 };
 
 static struct pw_table table;
+static struct maplist *passdb_maps;     /* auth_passdb_maps; NULL: the passwd-file */
+static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct stat loaded_st;           /* what the table was loaded from */
 static bool have_loaded;
 static bool warned_missing;
@@ -153,15 +167,15 @@ static int parse_extra(char *extra, struct authd_user *u, struct strbuf *err)
     return sb_len(err) ? -1 : 0;
 }
 
-/* parse_line - one passwd-file line into the table; -1 with err: skipped, 1 with err: kept */
-static int parse_line(struct pw_table *t, char *line, struct strbuf *err)
+/*
+ * parse_user - one passwd-file line, in place, into u (pointing into line);
+ * -1 with err: unusable, 1 with err: usable with a service denied
+ */
+static int parse_user(char *line, struct authd_user *u, struct strbuf *err)
 {
     char   *f[8] = {0};
     int     n = 0;
     char   *p = line;
-    struct authd_user u = {0};
-    struct pw_entry *e;
-    size_t  nlen, plen;
 
     while (n < 8) {
         f[n++] = p;
@@ -182,22 +196,39 @@ static int parse_line(struct pw_table *t, char *line, struct strbuf *err)
             return -1;
         }
     }
-    if ((nlen = strlen(f[0])) > AUTH_PROTO_MAX_USER) {
+    if (strlen(f[0]) > AUTH_PROTO_MAX_USER) {
         sb_printf(err, "user name longer than %d bytes", AUTH_PROTO_MAX_USER);
         return -1;
     }
     for (char *c = f[0]; *c; c++)
         *c = (char) tolower((unsigned char) *c);
-    if (table_find(t, f[0]) != NULL) {
-        sb_printf(err, "duplicate user \"%s\" (an earlier line defines it)", f[0]);
+    memset(u, 0, sizeof(*u));
+    u->name = f[0];
+    u->password = f[1];
+    if (n == 8)
+        parse_extra(f[7], u, err);      /* on error the entry is kept, with the service denied */
+    return sb_len(err) ? 1 : 0;
+}
+
+/* parse_line - one passwd-file line into the table; -1 with err: skipped, 1 with err: kept */
+static int parse_line(struct pw_table *t, char *line, struct strbuf *err)
+{
+    struct authd_user u;
+    struct pw_entry *e;
+    size_t  nlen, plen;
+
+    if (parse_user(line, &u, err) < 0)
+        return -1;
+    if (table_find(t, u.name) != NULL) {
+        sb_reset(err);
+        sb_printf(err, "duplicate user \"%s\" (an earlier line defines it)", u.name);
         return -1;
     }
-    if (n == 8)
-        parse_extra(f[7], &u, err);     /* on error the entry is kept, with the service denied */
-    plen = strlen(f[1]);
+    nlen = strlen(u.name);
+    plen = strlen(u.password);
     e = xmalloc(sizeof(*e) + nlen + plen + 2);
-    memcpy(e->data, f[0], nlen + 1);
-    memcpy(e->data + nlen + 1, f[1], plen + 1);
+    memcpy(e->data, u.name, nlen + 1);
+    memcpy(e->data + nlen + 1, u.password, plen + 1);
     e->user = u;
     e->user.name = e->data;
     e->user.password = e->data + nlen + 1;
@@ -295,6 +326,8 @@ void authd_passdb_check(void)
     FILE   *fp;
     int     fd;
 
+    if (passdb_maps != NULL)
+        return;                         /* users come from auth_passdb_maps */
     if (stat(authd.passwd_path, &st) == 0 && same_file(&st))
         return;
     fd = open(authd.passwd_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
@@ -361,10 +394,69 @@ char *authd_passdb_relative(const char *dir, const char *path)
     return xstrdup(rest);
 }
 
+bool authd_passdb_maps_enabled(void)
+{
+    return passdb_maps != NULL;
+}
+
+int authd_passdb_fetch(const char *name, struct authd_fetched *out, struct strbuf *why)
+{
+    struct strbuf value = STRBUF_INIT;
+    struct strbuf line = STRBUF_INIT;
+    enum map_status st;
+    int     rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    /* Map handles (a Berkeley DB handle, a PostgreSQL connection) are not shared by threads. */
+    pthread_mutex_lock(&maps_lock);
+    st = maplist_lookup(passdb_maps, name, &value);
+    pthread_mutex_unlock(&maps_lock);
+    if (st == MAP_TEMPFAIL) {
+        sb_printf(why, "auth_passdb_maps: %s", sb_len(&value) ? sb_str(&value) : "lookup failed");
+        rc = -1;
+    } else if (st == MAP_FOUND) {
+        /* the value is what follows "user:" on a passwd-file line */
+        sb_printf(&line, "%s:%s", name, sb_str(&value));
+        out->data = sb_detach(&line);
+        switch (parse_user(out->data, &out->user, why)) {
+        case -1:
+            free(out->data);
+            memset(out, 0, sizeof(*out));
+            break;                      /* unusable: as if unknown, why says so */
+        default:
+            rc = 1;
+            break;
+        }
+    }
+    sb_free(&value);
+    sb_free(&line);
+    return rc;
+}
+
+void authd_fetched_free(struct authd_fetched *f)
+{
+    if (f->data) {
+        explicit_bzero(f->data, strlen(f->data));
+        free(f->data);
+    }
+    memset(f, 0, sizeof(*f));
+}
+
 void authd_passdb_init(struct service *svc)
 {
     const char *dir = config_str(svc->cfg, "auth_directory");
     const char *path = config_str(svc->cfg, "auth_passwd_file");
+    const char *maps = config_str(svc->cfg, "auth_passdb_maps");
+    struct strbuf err = STRBUF_INIT;
+
+    if (maps[0] != '\0') {
+        /* opened here, before the chroot: files and map configurations are outside it */
+        if ((passdb_maps = maplist_open(maps, &err)) == NULL)
+            msg_fatal("auth_passdb_maps = %s: %s", maps, sb_str(&err));
+        sb_free(&err);
+        msg_info("users from auth_passdb_maps = %s", maps);
+        return;
+    }
 
     authd.passwd_path = authd_passdb_relative(dir, path);
     if (authd.passwd_path == NULL)

@@ -23,7 +23,11 @@
  * milliseconds, and meanwhile every other client's handshake, lockout answer
  * and delayed FAIL must go on. The passdb is looked up in the loop (a hash
  * table); the job gets its own copies of the stored hash and the password,
- * and the request waits in VERIFYING. A request whose client went away while
+ * and the request waits in VERIFYING. With auth_passdb_maps (a database) the
+ * lookup is part of the worker's job instead, so that a slow or unreachable
+ * server never stalls the loop; a lookup that fails temporarily answers
+ * "FAIL ... temp" (454 in SMTP, NO [UNAVAILABLE] in IMAP) and counts as no
+ * failure of the client's. A request whose client went away while
  * its hash was checked is forgotten when the job comes back.
  *
  * Brute-force defence (lib/auth_throttle.h): failures are counted per client
@@ -93,6 +97,10 @@ struct verify_job {
     bool    known;                      /* the user is in the passdb */
     bool    has_password;               /* ... with a real hash */
     bool    match;                      /* set by the thread */
+    bool    from_maps;                  /* the thread looks the user up first (auth_passdb_maps) */
+    bool    tempfail;                   /* ... and the lookup failed temporarily */
+    struct authd_fetched fetched;       /* ... what it found */
+    struct strbuf why;                  /* ... the lookup's failure or warning */
 };
 
 static struct worker_pool *verifiers;
@@ -271,6 +279,19 @@ static void verify_work(void *arg)
 {
     struct verify_job *job = arg;
 
+    if (job->from_maps) {
+        /* the lookup may wait on a database: here, not in the event loop */
+        int     found = authd_passdb_fetch(job->user, &job->fetched, &job->why);
+        const struct authd_user *u = &job->fetched.user;
+
+        if (found < 0) {
+            job->tempfail = true;
+            return;
+        }
+        job->known = found > 0;
+        job->has_password = job->known && strcmp(u->password, "*") != 0 && u->password[0] != '\0';
+        job->stored = xstrdup(job->has_password ? u->password : dummy_hash);
+    }
     job->match = password_verify(job->stored, job->password) && job->has_password;
 }
 
@@ -282,6 +303,8 @@ static void verify_job_free(struct verify_job *job)
     free(job->user);
     free(job->authzid);
     free(job->stored);
+    authd_fetched_free(&job->fetched);
+    sb_free(&job->why);
     free(job);
 }
 
@@ -366,8 +389,19 @@ static void verify_done(void *arg)
         return;
     }
     req->job = NULL;
+    throttle_keys(req, job->user, &ipkey, &userkey, &logname);
+    if (job->tempfail) {
+        /* the directory is unreachable: not the client's fault, nothing counted */
+        msg_warn("login failed: user=<%s>, rip=%s, service=%s, mech=%s, reason=temporary "
+                 "failure: %s", sb_str(&logname), log_rip(req), req->service,
+                 mech_names[req->mech], sb_str(&job->why));
+        reply_fail(req, job->user, true, "Temporary authentication failure");
+        goto out;
+    }
+    if (sb_len(&job->why))
+        msg_warn("auth_passdb_maps: user %s: %s", sb_str(&logname), sb_str(&job->why));
     /* The passdb may have been reloaded meanwhile: the user as it is now decides. */
-    u = authd_passdb_lookup(job->user);
+    u = job->from_maps ? &job->fetched.user : authd_passdb_lookup(job->user);
     if (!job->known || u == NULL)
         reason = "unknown user";
     else if (!job->has_password)
@@ -379,7 +413,6 @@ static void verify_done(void *arg)
     else
         reason = service_denied(u, req->service);
 
-    throttle_keys(req, job->user, &ipkey, &userkey, &logname);
     if (reason == NULL) {
         if (ipkey.len)
             auth_throttle_success(authd.throttle, sb_str(&ipkey));
@@ -388,6 +421,7 @@ static void verify_done(void *arg)
     } else {
         reply_failed(req, job->user, sb_str(&logname), sb_str(&ipkey), sb_str(&userkey), reason);
     }
+out:
     verify_job_free(job);
     sb_free(&ipkey);
     sb_free(&userkey);
@@ -421,16 +455,21 @@ static void authenticate(struct authd_request *req, const char *authzid, const c
         goto out;
     }
 
-    authd_passdb_check();
-    u = authd_passdb_lookup(sb_str(&user));
     job = xcalloc(1, sizeof(*job));
     job->req = req;
     job->user = sb_detach(&user);
     job->authzid = xstrdup(authzid);
     job->password = xstrdup(password);
-    job->known = u != NULL;
-    job->has_password = u && strcmp(u->password, "*") != 0 && u->password[0] != '\0';
-    job->stored = xstrdup(job->has_password ? u->password : dummy_hash);
+    sb_init(&job->why);
+    if (authd_passdb_maps_enabled()) {
+        job->from_maps = true;          /* verify_work() looks the user up */
+    } else {
+        authd_passdb_check();
+        u = authd_passdb_lookup(job->user);
+        job->known = u != NULL;
+        job->has_password = u && strcmp(u->password, "*") != 0 && u->password[0] != '\0';
+        job->stored = xstrdup(job->has_password ? u->password : dummy_hash);
+    }
     req->job = job;
     set_state(req, VERIFYING);
     worker_pool_submit(verifiers, verify_work, verify_done, job);

@@ -38,6 +38,7 @@ const struct config_param config_params[] = {
     STR("virtual_mailbox_base", "/var/mail/vhosts"),
     STR("auth_directory", "/var/lib/postern-auth"),
     STR("auth_passwd_file", "$auth_directory/passwd"),  /* Dovecot passwd-file: user:{SCHEME}hash:... */
+    STR("auth_passdb_maps", ""),        /* user -> passwd-file fields; empty: auth_passwd_file */
     INT("virtual_alias_expansion_limit", "1000", 1),
     INT("virtual_alias_recursion_limit", "100", 1),
     STR("virtual_destination_concurrency_limit", ""),   /* empty: twice the virtual processes */

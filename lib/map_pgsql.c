@@ -13,6 +13,9 @@
  *                    %S %U %D (the same), %% (a literal %)
  *   result_format    each value as %s (default); %u %d %1.. of the value,
  *                    %S %U %D of the key
+ *   result_fields    values (default: every field of every row) or passwd-file
+ *                    (the first row's columns by name as a passwd-file entry
+ *                    for authd's auth_passdb_maps; see passwd_entry())
  *   expansion_limit  more values than this is a temporary failure (0: none)
  *   domain           only user@domain keys with these domains are looked up
  *   connect_timeout, query_timeout, retry_interval, sslmode  (see pgsql.h)
@@ -48,6 +51,7 @@ struct pg_map {
     struct pgsql_stmt *stmt;
     char   *result_format;
     long    expansion_limit;
+    bool    passwd_fields;              /* result_fields = passwd-file */
     struct strlist domains;             /* literal names, lower case */
     struct maplist *domain_maps;        /* type:table entries of domain */
 };
@@ -59,6 +63,7 @@ struct pg_file {
     char   *result_format;
     long    expansion_limit;
     char   *domain;
+    bool    passwd_fields;
 };
 
 static struct pg_map *open_maps;
@@ -143,6 +148,13 @@ static int pg_store(void *arg, const char *name, const char *value, struct strbu
     } else if (strcmp(name, "domain") == 0) {
         free(f->domain);
         f->domain = xstrdup(value);
+    } else if (strcmp(name, "result_fields") == 0) {
+        if (strcmp(value, "passwd-file") != 0 && strcmp(value, "values") != 0) {
+            sb_printf(err, "result_fields = %s: expected values (the default) or passwd-file",
+                      value);
+            return -1;
+        }
+        f->passwd_fields = strcmp(value, "passwd-file") == 0;
     } else if (strcmp(name, "expansion_limit") == 0) {
         char   *end;
 
@@ -159,7 +171,7 @@ static int pg_store(void *arg, const char *name, const char *value, struct strbu
         return -1;
     } else {
         sb_printf(err, "unknown setting \"%s\" (known: hosts user password dbname query "
-                  "result_format expansion_limit domain connect_timeout query_timeout "
+                  "result_format result_fields expansion_limit domain connect_timeout query_timeout "
                   "retry_interval sslmode)", name);
         return -1;
     }
@@ -245,6 +257,7 @@ static void *pg_open(const char *path, struct strbuf *err)
     m->path = xstrdup(path);
     m->refs = 1;
     m->expansion_limit = f.expansion_limit;
+    m->passwd_fields = f.passwd_fields;
     m->result_format = f.result_format ? f.result_format : xstrdup("%s");
     f.result_format = NULL;
     m->conn = pgsql_conn_new(&f.set);
@@ -327,6 +340,84 @@ static int format_value(struct pg_map *m, const char *key, const char *field, st
     return 0;
 }
 
+/* field_ok - a column value that may go into a passwd-file entry as it is */
+static bool field_ok(const char *v, const char *forbidden)
+{
+    for (const unsigned char *c = (const unsigned char *) v; *c; c++)
+        if (*c < ' ' || *c == 0x7f || strchr(forbidden, *c))
+            return false;
+    return true;
+}
+
+/* pg_bool - PostgreSQL's text form of a boolean (t/f) or the administrator's yes/no */
+static const char *pg_bool(const char *v)
+{
+    return strchr("tTyY1", v[0]) || strcasecmp(v, "on") == 0 ? "yes" : "no";
+}
+
+/*
+ * passwd_entry - result_fields = passwd-file: the first row's columns, by
+ * name, as the fields after "user:" of a passwd-file line, for authd:
+ *   password                     the {SCHEME}hash (NULL or empty: no login)
+ *   uid, gid, home               the positional fields
+ *   active (false), nologin (true)   "nologin"
+ *   allow_smtp, allow_imap       "allow_smtp=yes|no" ...
+ *   quota (bytes, 0: none)       "userdb_quota_rule=*:bytes=N"
+ *   anything else                "name=value" (userdb_quota_rule=...)
+ * 1 found; -1 with the reason in value (a value that would break the line).
+ */
+static int passwd_entry(struct pg_map *m, PGresult *res, struct strbuf *value)
+{
+    const char *pos[6] = {"", "", "", "", "", ""};  /* password uid gid gecos home shell */
+    struct strbuf extra = STRBUF_INIT;
+    int     rc = 1;
+
+    for (int col = 0; col < PQnfields(res) && rc > 0; col++) {
+        const char *name = PQfname(res, col);
+        const char *v = PQgetisnull(res, 0, col) ? "" : PQgetvalue(res, 0, col);
+        int     slot = strcmp(name, "password") == 0 ? 0 : strcmp(name, "uid") == 0 ? 1
+            : strcmp(name, "gid") == 0 ? 2 : strcmp(name, "home") == 0 ? 4 : -1;
+
+        if (!field_ok(v, slot >= 0 ? ":" : " \t")) {
+            sb_reset(value);
+            sb_printf(value, "%s: column %s holds a control character or a separator", m->path,
+                      name);
+            rc = -1;
+        } else if (slot >= 0) {
+            pos[slot] = v;
+        } else if (PQgetisnull(res, 0, col)) {
+            continue;                   /* NULL: not set */
+        } else if (strcmp(name, "active") == 0 || strcmp(name, "nologin") == 0) {
+            if (strcmp(pg_bool(v), name[0] == 'a' ? "no" : "yes") == 0)
+                sb_printf(&extra, "%snologin", sb_len(&extra) ? " " : "");
+        } else if (strcmp(name, "allow_smtp") == 0 || strcmp(name, "allow_imap") == 0) {
+            sb_printf(&extra, "%s%s=%s", sb_len(&extra) ? " " : "", name, pg_bool(v));
+        } else if (strcmp(name, "quota") == 0) {
+            if (strspn(v, "0123456789") != strlen(v) || *v == '\0') {
+                sb_reset(value);
+                sb_printf(value, "%s: quota = %.40s is not a number of bytes", m->path, v);
+                rc = -1;
+            } else if (strspn(v, "0") != strlen(v)) {
+                sb_printf(&extra, "%suserdb_quota_rule=*:bytes=%s", sb_len(&extra) ? " " : "", v);
+            }
+        } else if (*v != '\0') {
+            sb_printf(&extra, "%s%s=%s", sb_len(&extra) ? " " : "", name, v);
+        }
+    }
+    if (rc > 0) {
+        sb_reset(value);
+        sb_printf(value, "%s:%s:%s:%s:%s:%s:%s", pos[0], pos[1], pos[2], pos[3], pos[4], pos[5],
+                  sb_str(&extra));
+        if (sb_len(value) > MAP_LINE_MAX) {
+            sb_reset(value);
+            sb_printf(value, "%s: passwd-file entry longer than %d bytes", m->path, MAP_LINE_MAX);
+            rc = -1;
+        }
+    }
+    sb_free(&extra);
+    return rc;
+}
+
 static enum map_status pg_lookup(void *handle, const char *key, struct strbuf *value)
 {
     struct pg_map *m = handle;
@@ -352,6 +443,11 @@ static enum map_status pg_lookup(void *handle, const char *key, struct strbuf *v
         goto out;
     case PGSQL_OK:
         break;
+    }
+    if (m->passwd_fields) {
+        if (PQntuples(res) > 0)
+            status = passwd_entry(m, res, value) > 0 ? MAP_FOUND : MAP_TEMPFAIL;
+        goto out;
     }
     for (int row = 0; row < PQntuples(res); row++) {
         for (int col = 0; col < PQnfields(res); col++) {

@@ -108,7 +108,9 @@ class PgServer:
         os.unlink(pwfile)
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             # a test server: nothing to protect across a crash, and small
-            f.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+            # (synchronous_commit stays on: tests stop the server with -m immediate and
+            # expect what was committed to be there)
+            f.write("fsync = off\nfull_page_writes = off\n"
                     "shared_buffers = 16MB\nmax_connections = 100\n"
                     "unix_socket_directories = '%s'\nlisten_addresses = '127.0.0.1,::1'\n"
                     "log_min_messages = warning\n" % ",".join([self.base] + self.socket_dirs))
