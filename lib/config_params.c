@@ -55,6 +55,7 @@ const struct config_param config_params[] = {
     { "myhostname", CONFIG_STR, "", 0, CONFIG_DEF_HOSTNAME },
     { "mydomain", CONFIG_STR, "", 0, CONFIG_DEF_DOMAIN },
     STR("myorigin", "$myhostname"),
+    BOOL("append_at_myorigin", "yes"),                  /* local mail: "user" becomes user@$myorigin */
     STR("mydestination", "$myhostname, localhost.$mydomain, localhost"),
     STR("mynetworks", "127.0.0.0/8 [::1]/128"),
     STR("inet_interfaces", "all"),

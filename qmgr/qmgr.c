@@ -9,6 +9,7 @@
  * pickup and postctl) connect to private/qmgr and send ipc records:
  *   type=new     queue_id=ID    incoming/ID is ready: look at it soon
  *   type=flush                  try every deferred message now
+ *   type=pickup                 maildrop/ has a new file (sendmail)
  * No reply is sent. Any other type, a bad queue ID or a malformed record is
  * logged and the connection dropped. A client may stay connected and send
  * many records. Notifications only speed things up: incoming/ is also
@@ -78,6 +79,8 @@ static bool client_record(struct qmgr_client *cl, const struct ipc_record *r)
     } else if (strcmp(type, "flush") == 0) {
         msg_info("flush requested");
         qmgr_queue_flush();
+    } else if (strcmp(type, "pickup") == 0) {
+        qmgr_pickup_scan();
     } else {
         msg_warn("notification on fd %d: unexpected record type \"%.40s\"; dropping the connection",
                  cl->fd, type);
@@ -212,6 +215,7 @@ static void qmgr_init(struct service *svc)
         msg_fatal("transport_maps: %s", sb_str(&err));
     raise_fd_limit();
     qmgr_bounce_init(svc->cfg);
+    qmgr_pickup_init(svc->cfg);
     qmgr_deliver_init(svc);
     svc->app = &qmgr;
     sb_free(&err);
@@ -248,6 +252,7 @@ static void qmgr_ready(struct service *svc)
     if (qmgr.queue_dirfd < 0)
         msg_fatal("open queue directory: %m");
     qmgr_queue_start();
+    qmgr_pickup_start(svc);
 }
 
 /* qmgr_active - requests still at delivery agents (what a stop waits for) */
@@ -263,6 +268,7 @@ static void qmgr_stop(struct service *svc)
     (void) svc;
     while (!LIST_EMPTY(&clients))
         client_close(LIST_FIRST(&clients));
+    qmgr_pickup_stop();
     qmgr_queue_stop();
     qmgr_deliver_stop();
 }

@@ -11,6 +11,8 @@
  *                   domain class -> transport decision per recipient
  *   qmgr_deliver.c  delivery agents: per-transport job queues, a bounded
  *                   number of requests in flight, results back into the file
+ *   qmgr_pickup.c   the pickup step: maildrop/ files that sendmail left
+ *                   become queue files in incoming/
  *   qmgr_bounce.c   expiry, and the DSNs a completed attempt owes: bounces,
  *                   delay warnings, success notices (queued as new files)
  *
@@ -138,6 +140,12 @@ void qmgr_bounce_init(struct config *cfg);      /* lifetimes, delay_warning_time
 bool qmgr_bounce_expire(struct qmgr_message *msg, int64_t now);
 /* qmgr_bounce_notify - queue every DSN the message owes now; false: one could not be queued (retry later) */
 bool qmgr_bounce_notify(struct qmgr_message *msg, int64_t now);
+
+/* qmgr_pickup.c */
+void qmgr_pickup_init(struct config *cfg);      /* myorigin, append_at_myorigin, size limit */
+void qmgr_pickup_start(struct service *svc);    /* first scan and the timer (after qmgr_queue_start) */
+void qmgr_pickup_scan(void);                    /* take what is in maildrop/ now (sendmail's nudge) */
+void qmgr_pickup_stop(void);
 
 /* qmgr_route.c */
 enum qmgr_expand_result {
