@@ -3,7 +3,7 @@
  *
  * Interface (pgsql.h): pgsql_settings_init/free/set(), pgsql_parse_conninfo(),
  * pgsql_conn_new/free/describe(), pgsql_stmt_new/free/sql/nparams(),
- * pgsql_stmt_exec(), pgsql_exec_params(), pgsql_utf8_valid(),
+ * pgsql_stmt_exec(), pgsql_exec_params(), pgsql_exec_script(), pgsql_utf8_valid(),
  * pgsql_read_config().
  *
  * libpq is used in its asynchronous form for queries (send, then poll() the
@@ -1084,4 +1084,28 @@ int pgsql_exec_params(struct pgsql_conn *c, const char *sql, int n, const char *
         return -2;
     }
     return PGSQL_TEMPFAIL;
+}
+
+int pgsql_exec_script(struct pgsql_conn *c, const char *sql, struct strbuf *err)
+{
+    PGresult *r = NULL;
+    int     rc;
+
+    sb_reset(err);
+    if (conn_open(c, err) < 0)
+        return PGSQL_TEMPFAIL;
+    if (!PQsendQuery(c->pg, sql)) {
+        sb_printf(err, "%s: ", pgsql_conn_describe(c));
+        first_line(err, PQerrorMessage(c->pg));
+        conn_drop(c);
+        return PGSQL_TEMPFAIL;
+    }
+    if (wait_result(c, &r, err) < 0)
+        return PGSQL_TEMPFAIL;
+    rc = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK
+        ? PGSQL_OK : -2;
+    if (rc != PGSQL_OK)
+        result_error(c, r, err);
+    PQclear(r);
+    return rc;
 }

@@ -114,6 +114,13 @@ enum pgsql_status pgsql_stmt_exec(struct pgsql_stmt *st, pgsql_expand_fn expand,
 int  pgsql_exec_params(struct pgsql_conn *c, const char *sql, int n, const char *const *values,
                        PGresult **res, struct strbuf *err);
 
+/*
+ * pgsql_exec_script - run trusted SQL text that may hold several statements
+ * (a schema file: the administrator's, never built from input); PGSQL_OK,
+ * PGSQL_TEMPFAIL or -2 (the server refused a statement) with err.
+ */
+int  pgsql_exec_script(struct pgsql_conn *c, const char *sql, struct strbuf *err);
+
 /* pgsql_utf8_valid - well-formed UTF-8 (no overlongs, no surrogates) */
 bool pgsql_utf8_valid(const char *s, size_t len);
 

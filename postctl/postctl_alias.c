@@ -16,6 +16,7 @@
 #include "strlist.h"
 
 #include "postctl.h"
+#include "postctl_pgsql.h"
 #include "postctl_table.h"
 
 static void alias_usage(FILE *out)
@@ -200,6 +201,10 @@ int cmd_alias(struct postctl *ctl, int argc, char **argv)
     }
     if ((cfg = admin_load_config(ctl->config_dir, "alias")) == NULL)
         return POSTCTL_FAILED;
+    if (postctl_pgsql_dispatch(cfg, "alias", argc, argv, &rc) == 0) {
+        config_free(cfg);
+        return rc;
+    }
     if (strcmp(argv[1], "add") == 0)
         rc = alias_edit(cfg, argc, argv, true);
     else if (strcmp(argv[1], "del") == 0)

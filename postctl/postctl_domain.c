@@ -16,6 +16,7 @@
 #include "strbuf.h"
 
 #include "postctl.h"
+#include "postctl_pgsql.h"
 #include "postctl_table.h"
 
 static const struct {
@@ -220,6 +221,10 @@ int cmd_domain(struct postctl *ctl, int argc, char **argv)
     }
     if ((cfg = admin_load_config(ctl->config_dir, "domain")) == NULL)
         return POSTCTL_FAILED;
+    if (postctl_pgsql_dispatch(cfg, "domain", argc, argv, &rc) == 0) {
+        config_free(cfg);
+        return rc;
+    }
     if (strcmp(argv[1], "add") == 0)
         rc = domain_add(cfg, argc, argv);
     else if (strcmp(argv[1], "del") == 0)

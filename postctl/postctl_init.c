@@ -2,7 +2,7 @@
  * postctl_init - "postctl init": a complete new instance.
  *
  *   postctl init [--dir DIR] [--hostname H] [--port-base N]
- *                [--inet-interfaces LIST] [--backend bdb] [--force]
+ *                [--inet-interfaces LIST] [--backend bdb|pgsql --pg-dsn DSN] [--force]
  *
  * Writes main.cf and master.cf from the defaults in conf/ (built into this
  * binary), creates the system users when run as root (postern, postern-auth,
@@ -31,6 +31,7 @@
 
 #include "postctl.h"
 #include "postctl_init.h"
+#include "postctl_pgsql.h"
 
 extern const char conf_main_cf[];
 extern const char conf_master_cf[];
@@ -81,6 +82,8 @@ struct init_options {
     const char *inet_interfaces;
     long    port_base;
     bool    force;
+    bool    pgsql;                      /* --backend pgsql */
+    const char *pg_dsn;
 };
 
 /* init_usage - the synopsis */
@@ -88,12 +91,14 @@ static void init_usage(FILE *out)
 {
     fprintf(out,
             "usage: postctl init [--dir DIR] [--hostname HOST] [--port-base N]\n"
-            "                    [--inet-interfaces LIST] [--backend bdb] [--force]\n"
+            "                    [--inet-interfaces LIST] [--backend bdb|pgsql --pg-dsn DSN] [--force]\n"
             "  --dir DIR        self-contained instance: configuration in DIR/etc, all else under DIR\n"
             "  --hostname HOST  myhostname (default: this machine's name)\n"
             "  --port-base N    add N to every standard port (10000: SMTP on 10025)\n"
             "  --inet-interfaces LIST  addresses to listen on (default: all)\n"
             "  --backend bdb    where domains, users and aliases live (Berkeley DB, the default)\n"
+            "  --backend pgsql --pg-dsn \"host=H port=P dbname=D user=U password=W\"\n"
+            "                   in PostgreSQL: map files in CONFIG/pgsql, tables from schema.sql\n"
             "  --force          rewrite the configuration of an existing instance (keeps all data)\n");
 }
 
@@ -128,15 +133,22 @@ static int parse_init_options(int argc, char **argv, struct init_options *opts)
                 return -1;
             }
         } else if (strcmp(arg, "--backend") == 0) {
-            if (strcmp(val, "bdb") != 0) {
-                fprintf(stderr, "postctl init: backend '%s' is not available yet; use bdb\n", val);
+            if (strcmp(val, "bdb") != 0 && strcmp(val, "pgsql") != 0) {
+                fprintf(stderr, "postctl init: unknown backend '%s'; use bdb or pgsql\n", val);
                 return -1;
             }
+            opts->pgsql = strcmp(val, "pgsql") == 0;
+        } else if (strcmp(arg, "--pg-dsn") == 0) {
+            opts->pg_dsn = val;
         } else {
             fprintf(stderr, "postctl init: unknown option %s\n", arg);
             return -1;
         }
         i++;
+    }
+    if (opts->pgsql != (opts->pg_dsn != NULL)) {
+        fprintf(stderr, "postctl init: --backend pgsql and --pg-dsn DSN go together\n");
+        return -1;
     }
     return 0;
 }
@@ -382,7 +394,7 @@ static int make_certificate(struct config *cfg, struct strbuf *err)
 
 int cmd_init(struct postctl *ctl, int argc, char **argv)
 {
-    struct init_options opts = {NULL, NULL, NULL, 0, false};
+    struct init_options opts = {NULL, NULL, NULL, 0, false, false, NULL};
     struct strbuf base = STRBUF_INIT;
     struct strbuf config_dir = STRBUF_INIT;
     struct strbuf daemon_dir = STRBUF_INIT;
@@ -427,7 +439,8 @@ int cmd_init(struct postctl *ctl, int argc, char **argv)
         sb_set(&daemon_dir, "/usr/lib/postern");
     if (fs_mkdir_owned(config_dir.data, 0755, (uid_t) -1, (gid_t) -1, &err) < 0
         || write_configuration(&opts, config_dir.data, opts.dir ? base.data : NULL,
-                               daemon_dir.data, &err) < 0)
+                               daemon_dir.data, &err) < 0
+        || (opts.pgsql && postctl_pgsql_init(config_dir.data, opts.pg_dsn, &err) < 0))
         goto out;
     if ((cfg = config_load(config_dir.data, &err)) == NULL
         || make_directories(cfg, &err) < 0

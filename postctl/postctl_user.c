@@ -27,6 +27,7 @@
 #include "strbuf.h"
 
 #include "postctl.h"
+#include "postctl_pgsql.h"
 #include "postctl_table.h"
 
 #define NO_PASSWORD "*"                 /* matches no scheme: login disabled */
@@ -476,6 +477,10 @@ int cmd_user(struct postctl *ctl, int argc, char **argv)
     }
     if ((cfg = admin_load_config(ctl->config_dir, "user")) == NULL)
         return POSTCTL_FAILED;
+    if (postctl_pgsql_dispatch(cfg, "user", argc, argv, &rc) == 0) {
+        config_free(cfg);
+        return rc;
+    }
     if (strcmp(argv[1], "add") == 0)
         rc = user_add(cfg, argc, argv);
     else if (strcmp(argv[1], "del") == 0)
