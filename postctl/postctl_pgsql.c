@@ -392,9 +392,12 @@ int postctl_pgsql_user(struct pgsql_conn *c, int argc, char **argv)
     if (strcmp(argv[1], "del") == 0) {
         sql = "DELETE FROM mailboxes WHERE address = $1", what = "deleted (mail stays on disk)";
     } else if (strcmp(argv[1], "disable") == 0) {
-        sql = "UPDATE mailboxes SET active = false WHERE address = $1", what = "disabled";
+        /* as with the Berkeley DB backend: no login, mail still arrives (active stays) */
+        sql = "UPDATE mailboxes SET allow_imap = false, allow_smtp = false WHERE address = $1";
+        what = "disabled (no login; mail still arrives)";
     } else if (strcmp(argv[1], "enable") == 0) {
-        sql = "UPDATE mailboxes SET active = true WHERE address = $1", what = "enabled";
+        sql = "UPDATE mailboxes SET allow_imap = true, allow_smtp = true WHERE address = $1";
+        what = "enabled";
     } else if (strcmp(argv[1], "passwd") == 0) {
         if (postctl_read_password(argc > 3 && strcmp(argv[3], "--password-stdin") == 0,
                                   &plain, &err) < 0
