@@ -251,7 +251,11 @@ static bool ap_mailbox(struct addr_parser *ap, bool groups_ok)
                 ap->s++;
                 continue;
             }
-            if (!ap_mailbox(ap, false))
+            /* junk: skip one byte, unless the failed parse already moved (it may
+             * have stopped on the NUL, and a blind ++ would read past the value) */
+            const char *before = ap->s;
+
+            if (!ap_mailbox(ap, false) && ap->s == before)
                 ap->s++;
         }
         put_addr(ap, NULL, NULL, NULL, NULL);
