@@ -36,6 +36,7 @@ static const struct command commands[] = {
     {"alias", cmd_alias, "add, delete, list virtual aliases"},
     {"pw", cmd_pw, "hash a password (like doveadm pw)"},
     {"queue", cmd_queue, "list the mail queue (like mailq)"},
+    {"migrate", cmd_migrate, "copy the Berkeley DB tables into PostgreSQL and switch to it"},
 };
 
 /* usage - the command list */

@@ -35,6 +35,7 @@ int cmd_domain(struct postctl *ctl, int argc, char **argv);
 int cmd_user(struct postctl *ctl, int argc, char **argv);
 int cmd_alias(struct postctl *ctl, int argc, char **argv);
 int cmd_pw(struct postctl *ctl, int argc, char **argv);
+int cmd_migrate(struct postctl *ctl, int argc, char **argv);     /* postctl_pgsql.c */
 int cmd_queue(struct postctl *ctl, int argc, char **argv);
 
 struct strbuf;

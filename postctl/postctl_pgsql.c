@@ -515,3 +515,177 @@ int postctl_pgsql_dispatch(struct config *cfg, const char *cmd, int argc, char *
     sb_free(&err);
     return 0;
 }
+
+/*
+ * "postctl migrate --pg-dsn DSN": the Berkeley DB instance's tables and
+ * passwd-file copied into PostgreSQL in one transaction (all or nothing),
+ * then the instance switched to it as init --backend pgsql would. The text
+ * sources of the tables are read (postctl keeps them beside the .db files);
+ * rows that exist already are left as they are, so a second run is harmless.
+ */
+
+/* migrate_table - every entry of the text table behind param through sql (see v[] for the parameters) */
+static int migrate_table(struct config *cfg, struct pgsql_conn *c, const char *param,
+                         const char *sql, const char *extra, long *count)
+{
+    struct strbuf spec = STRBUF_INIT, path = STRBUF_INIT, err = STRBUF_INIT;
+    struct strbuf key = STRBUF_INIT, value = STRBUF_INIT;
+    struct text_table t;
+    size_t  pos = 0;
+    int     rc = 0;
+
+    if (table_file_for(cfg, param, &spec, &path, &err) < 0 || table_open(&t, path.data, ' ', &err) < 0) {
+        /* an instance without this table (e.g. no relay_domains) has nothing to copy */
+        sb_free(&spec), sb_free(&path), sb_free(&err);
+        return 0;
+    }
+    while (rc == 0 && table_next(&t, &pos, &key, &value)) {
+        const char *at = strrchr(key.data, '@');
+        /* domains: $1 name, $2 class; mailboxes: $1 address, $2 maildir, $3 domain */
+        const char *v[] = {key.data, extra ? extra : value.data, at ? at + 1 : key.data};
+
+        sb_lowercase(&key);
+        if (strcmp(param, "virtual_alias_maps") == 0) {
+            /* one row per destination */
+            struct strlist dests = STRLIST_INIT;
+
+            for (char *p = value.data; *p; p++)
+                if (*p == ',')
+                    *p = ' ';
+            strlist_split(&dests, value.data);
+            for (size_t i = 0; i < dests.count && rc == 0; i++) {
+                v[1] = dests.items[i];
+                rc = exec(c, "migrate", sql, 2, v, NULL);
+                (*count)++;
+            }
+            strlist_free(&dests);
+        } else {
+            rc = exec(c, "migrate", sql, extra ? 2 : 3, v, NULL);
+            (*count)++;
+        }
+    }
+    table_close(&t);
+    sb_free(&spec), sb_free(&path), sb_free(&err), sb_free(&key), sb_free(&value);
+    return rc;
+}
+
+/* migrate_passwords - the passwd-file's hashes, quotas and service permissions onto the mailboxes */
+static int migrate_passwords(struct config *cfg, struct pgsql_conn *c, long *count)
+{
+    struct strbuf err = STRBUF_INIT, key = STRBUF_INIT, value = STRBUF_INIT;
+    struct text_table t;
+    size_t  pos = 0;
+    int     rc = 0;
+
+    if (table_open(&t, config_str(cfg, "auth_passwd_file"), ':', &err) < 0) {
+        sb_free(&err);
+        return 0;
+    }
+    while (rc == 0 && table_next(&t, &pos, &key, &value)) {
+        /* {SCHEME}hash:uid:gid:gecos:home:shell:extra fields */
+        char   *fields = value.data, *extra = fields;
+        const char *quota = "0", *imap = "true", *smtp = "true";
+        char    qbuf[32];
+
+        for (int n = 0; n < 6 && extra; n++)
+            if ((extra = strchr(extra, ':')) != NULL)
+                *extra++ = '\0';
+        for (char *f = extra ? strtok(extra, " \t") : NULL; f; f = strtok(NULL, " \t")) {
+            if (strcmp(f, "nologin") == 0)
+                imap = smtp = "false";
+            else if (strcmp(f, "allow_imap=no") == 0)
+                imap = "false";
+            else if (strcmp(f, "allow_smtp=no") == 0)
+                smtp = "false";
+            else if (strncmp(f, "userdb_quota_rule=*:bytes=", 26) == 0) {
+                long long bytes;
+
+                if (config_parse_size(f + 26, &bytes) == 0 && bytes >= 0) {
+                    snprintf(qbuf, sizeof(qbuf), "%lld", bytes);
+                    quota = qbuf;
+                }
+            }
+        }
+        sb_lowercase(&key);
+        {
+            const char *v[] = {key.data, strcmp(fields, "*") == 0 ? "" : fields, quota, imap, smtp};
+
+            rc = exec(c, "migrate", "UPDATE mailboxes SET password = $2, quota = $3::bigint, "
+                      "allow_imap = $4::boolean, allow_smtp = $5::boolean WHERE address = $1",
+                      5, v, NULL);
+            (*count)++;
+        }
+    }
+    table_close(&t);
+    sb_free(&err), sb_free(&key), sb_free(&value);
+    return rc;
+}
+
+int cmd_migrate(struct postctl *ctl, int argc, char **argv)
+{
+    struct pgsql_settings set;
+    struct strbuf err = STRBUF_INIT;
+    struct pgsql_conn *c = NULL;
+    struct config *cfg;
+    const char *dsn = NULL;
+    long    domains = 0, mailboxes = 0, aliases = 0, passwords = 0;
+    int     rc = POSTCTL_FAILED;
+
+    if (postctl_wants_help(argc, argv) || argc != 3 || strcmp(argv[1], "--pg-dsn") != 0) {
+        fprintf(postctl_wants_help(argc, argv) ? stdout : stderr,
+                "usage: postctl migrate --pg-dsn \"host=H port=P dbname=D user=U password=W\"\n"
+                "  copy this instance's domains, mailboxes, aliases and passwords from its\n"
+                "  Berkeley DB tables and passwd-file into PostgreSQL (one transaction), then\n"
+                "  switch main.cf to the pgsql: maps, as init --backend pgsql writes them\n");
+        return postctl_wants_help(argc, argv) ? POSTCTL_OK : POSTCTL_USAGE;
+    }
+    dsn = argv[2];
+    if ((cfg = admin_load_config(ctl->config_dir, "migrate")) == NULL)
+        return POSTCTL_FAILED;
+    if (strncmp(config_str(cfg, "virtual_mailbox_maps"), "pgsql:", 6) == 0) {
+        fprintf(stderr, "postctl migrate: this instance is on PostgreSQL already\n");
+        config_free(cfg);
+        return POSTCTL_FAILED;
+    }
+    pgsql_settings_init(&set);
+    if (pgsql_parse_conninfo(&set, dsn, &err) < 0) {
+        fprintf(stderr, "postctl migrate: %s\n", sb_str(&err));
+        pgsql_settings_free(&set);
+        goto done;
+    }
+    c = pgsql_conn_new(&set);
+    if (pgsql_exec_script(c, conf_pgsql_schema_sql, &err) != PGSQL_OK) {
+        fprintf(stderr, "postctl migrate: schema.sql: %s\n", sb_str(&err));
+        goto done;
+    }
+    if (exec(c, "migrate", "BEGIN", 0, NULL, NULL) < 0
+        || migrate_table(cfg, c, "virtual_mailbox_domains", "INSERT INTO domains (domain, class) "
+                         "VALUES ($1, $2) ON CONFLICT DO NOTHING", "mailbox", &domains) < 0
+        || migrate_table(cfg, c, "virtual_alias_domains", "INSERT INTO domains (domain, class) "
+                         "VALUES ($1, $2) ON CONFLICT DO NOTHING", "alias", &domains) < 0
+        || migrate_table(cfg, c, "relay_domains", "INSERT INTO domains (domain, class) "
+                         "VALUES ($1, $2) ON CONFLICT DO NOTHING", "relay", &domains) < 0
+        || migrate_table(cfg, c, "virtual_mailbox_maps", "INSERT INTO mailboxes (address, domain, "
+                         "maildir) VALUES ($1, $3, $2) ON CONFLICT DO NOTHING", NULL, &mailboxes) < 0
+        || migrate_table(cfg, c, "virtual_alias_maps", "INSERT INTO aliases (address, goto) "
+                         "VALUES ($1, $2) ON CONFLICT DO NOTHING", NULL, &aliases) < 0
+        || migrate_passwords(cfg, c, &passwords) < 0
+        || exec(c, "migrate", "COMMIT", 0, NULL, NULL) < 0) {
+        fprintf(stderr, "postctl migrate: nothing was copied (rolled back); main.cf unchanged\n");
+        goto done;
+    }
+    if (postctl_pgsql_init(ctl->config_dir, dsn, &err) < 0) {
+        fprintf(stderr, "postctl migrate: copied, but switching main.cf failed: %s\n",
+                sb_str(&err));
+        goto done;
+    }
+    printf("postctl migrate: %ld domains, %ld mailboxes, %ld alias destinations, %ld passwords "
+           "copied; main.cf now uses PostgreSQL (postctl reload to apply)\n", domains, mailboxes,
+           aliases, passwords);
+    rc = POSTCTL_OK;
+done:
+    pgsql_conn_free(c);
+    config_free(cfg);
+    sb_free(&err);
+    return rc;
+}

@@ -158,6 +158,51 @@ class TwoInstancesTest(unittest.TestCase):
         self.assertIn("mailboxes", self.pg.psql("SELECT tablename FROM pg_tables", user=PG_USER))
 
 
+class MigrateTest(unittest.TestCase):
+    """postctl migrate: a Berkeley DB instance's tables and passwd-file into PostgreSQL."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PgServer().start()
+        cls.inst = i = Instance("pgmigrate")
+        i.set_main_cf(mynetworks="192.0.2.0/24")
+        i.postctl("domain", "add", DOMAIN)
+        i.postctl("domain", "add", "backup.test", "--relay")
+        i.postctl("user", "add", "gina@" + DOMAIN, "--quota", "2M", "--password-stdin",
+                  input="gina-pw\n")
+        i.postctl("user", "add", "hank@" + DOMAIN, "--password-stdin", input="hank-pw\n")
+        i.postctl("user", "disable", "hank@" + DOMAIN)
+        i.postctl("alias", "add", "crew@" + DOMAIN, "gina@" + DOMAIN, "hank@" + DOMAIN)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.inst.cleanup()
+        finally:
+            cls.pg.destroy()
+
+    def test_migrate(self):
+        i = self.inst
+        out = i.postctl("migrate", "--pg-dsn", self.pg.dsn())
+        self.assertIn("2 domains, 2 mailboxes, 2 alias destinations, 2 passwords", out)
+        self.assertIn("pgsql:", i.postctl("conf", "virtual_mailbox_maps"))
+        self.assertEqual(self.pg.psql("SELECT address, quota FROM mailboxes ORDER BY address",
+                                      user=PG_USER).split(),
+                         ["gina@example.test|2097152", "hank@example.test|0"])
+        # a second run is refused: the instance is on PostgreSQL now
+        self.assertNotEqual(i.postctl_raw("migrate", "--pg-dsn", self.pg.dsn()).returncode, 0)
+        i.start()
+        node = Node.__new__(Node)
+        node.addr, node.inst = "127.0.0.1", i
+        self.assertEqual(node.rcpt("gina@" + DOMAIN), 250)
+        self.assertEqual(node.rcpt("x@backup.test"), 250)
+        self.assertEqual(node.rcpt("nobody@" + DOMAIN), 550)
+        self.assertEqual(node.login("gina@" + DOMAIN, "gina-pw"), 235)
+        self.assertEqual(node.login("hank@" + DOMAIN, "hank-pw"), 535)    # disabled stays so
+        node.send("crew@" + DOMAIN, "crew")
+        self.assertTrue(wait_until(lambda: node.delivered("gina", "crew"), timeout=20), i.log())
+
+
 HOWTO_SCHEMA = """
 CREATE TABLE relay_domains (id serial PRIMARY KEY, domain varchar(255) NOT NULL UNIQUE,
                             enabled smallint NOT NULL DEFAULT 1);
