@@ -24,6 +24,9 @@
  * again. Such requests pile up in the listen queue while our processes are
  * restarted, and delivering them would duplicate every one.
  *
+ * Under the master.cf service name "quota-status" the same program is a
+ * policy service instead (virtual_policy.c).
+ *
  * Stop: between records no connection is busy, so ops->stop simply closes
  * them all; qmgr reconnects to another process.
  */
@@ -206,11 +209,16 @@ drop:
 static void virtual_accept(struct service *svc, int fd, const struct sockaddr_storage *peer,
                            socklen_t peer_len, int listener_index)
 {
-    struct virtual_conn *c = xcalloc(1, sizeof(*c));
+    struct virtual_conn *c;
 
     (void) peer;
     (void) peer_len;
     (void) listener_index;
+    if (server.quota_status) {
+        virtual_policy_accept(&server, fd);
+        return;
+    }
+    c = xcalloc(1, sizeof(*c));
     c->vs = &server;
     c->fd = fd;
     ipc_reader_init(&c->rd);
@@ -232,6 +240,8 @@ static void virtual_init(struct service *svc)
     server.svc = svc;
     server.base_fd = -1;
     server.dir = directory_open(svc->cfg, &err);
+    server.quota_status = svc->service_name && strcmp(svc->service_name, "quota-status") == 0;
+    virtual_quota_init(svc->cfg);
     if (server.dir == NULL)
         msg_fatal("%s", sb_str(&err));
     directory_watch(server.dir, svc);
@@ -252,7 +262,7 @@ static void virtual_ready(struct service *svc)
 static unsigned virtual_active(struct service *svc)
 {
     (void) svc;
-    return server.nconns;
+    return server.nconns + virtual_policy_clients();
 }
 
 /* virtual_stop - no request is in progress between events: let every connection go */
@@ -261,6 +271,7 @@ static void virtual_stop(struct service *svc)
     (void) svc;
     while (server.conns)
         conn_close(server.conns);
+    virtual_policy_stop();
 }
 
 static const struct service_ops virtual_ops = {

@@ -8,7 +8,9 @@
 #ifndef POSTERN_VIRTUAL_H
 #define POSTERN_VIRTUAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "delivery_proto.h"
 #include "directory.h"
@@ -22,6 +24,7 @@ struct virtual_server {
     int     base_fd;                    /* virtual_mailbox_base (the cwd after the drop) */
     struct virtual_conn *conns;         /* open connections from qmgr */
     unsigned nconns;
+    bool    quota_status;               /* master.cf service "quota-status": a policy service */
 };
 
 /*
@@ -31,6 +34,24 @@ struct virtual_server {
  */
 void virtual_deliver(struct virtual_server *vs, const struct delivery_request *req, int msg_fd,
                      struct delivery_result *res);
+/* virtual_quota.c: virtual_mailbox_limit_maps and Maildir++ maildirsize */
+struct config;
+struct mstore;
+void virtual_quota_init(struct config *cfg);
+/* virtual_quota_check - room for size bytes in the Maildir at path? false: res is set */
+bool virtual_quota_check(struct virtual_server *vs, const struct delivery_request *req, const char *rcpt,
+                         const char *path, uint64_t size, struct mstore **store_out,
+                         struct delivery_result *res);
+void virtual_quota_delivered(struct mstore *st, uint64_t size, bool stored);
+/* virtual_quota_state - limit and usage of rcpt's mailbox (MAP_FOUND: limited) */
+enum map_status virtual_quota_state(struct virtual_server *vs, const char *rcpt, uint64_t *limit,
+                                    uint64_t *used);
+
+/* virtual_policy.c: the "quota-status" policy service (virtual under that service name) */
+void virtual_policy_accept(struct virtual_server *vs, int fd);
+void virtual_policy_stop(void);
+unsigned virtual_policy_clients(void);
+
 /* virtual_result - fill a result (reason formatted, allocated) */
 void virtual_result(struct delivery_result *res, enum delivery_status status, const char *dsn,
                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -21,7 +21,8 @@
  * logged; a symlink in the way is deferred with a warning (someone may be
  * trying to reach another user's files); full disk, quota and I/O errors
  * are deferred as 4.3.0, other mailbox errors as 4.2.0. Only "unknown user"
- * bounces.
+ * bounces, and a full mailbox with virtual_overquota_bounce (virtual_quota.c:
+ * 4.2.2 deferred by default, else 5.2.2).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -117,6 +118,8 @@ static void deliver_one(struct virtual_server *vs, const struct delivery_request
     const char *rcpt = req->rcpts[i].address;
     struct strbuf path = STRBUF_INIT;
     struct strbuf err = STRBUF_INIT;
+    struct mstore *quota_store = NULL;
+    uint64_t size;
     int     maildir_fd;
 
     enum map_status found = directory_mailbox(vs->dir, rcpt, &path);
@@ -165,13 +168,22 @@ static void deliver_one(struct virtual_server *vs, const struct delivery_request
         goto out;
     }
     sb_reset(&err);
+    /* The quota size is the size on disk: our two header lines and the queued message. */
+    size = strlen("Return-Path: <>\nDelivered-To: \n") + (req->sender ? strlen(req->sender) : 0)
+        + strlen(rcpt) + req->length;
+    if (!virtual_quota_check(vs, req, rcpt, sb_str(&path), size, &quota_store, res)) {
+        close(maildir_fd);
+        goto out;
+    }
     if (store(maildir_fd, req, rcpt, msg_fd, &err) != 0) {
         int     saved = errno;
 
         msg_warn("%s: to=<%s>: maildir %s: %s", req->queue_id, rcpt, sb_str(&path), sb_str(&err));
         virtual_result(res, DELIVERY_DEFER, store_dsn(saved), "cannot store message: %s", strerror(saved));
+        virtual_quota_delivered(quota_store, size, false);
     } else {
         virtual_result(res, DELIVERY_OK, "2.0.0", "delivered to maildir");
+        virtual_quota_delivered(quota_store, size, true);
     }
     close(maildir_fd);
 out:

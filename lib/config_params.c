@@ -152,6 +152,8 @@ const struct config_param config_params[] = {
     STR("default_transport", "smtp"),
     STR("relay_transport", "smtp"),
     STR("virtual_transport", "virtual"),
+    STR("virtual_mailbox_limit_maps", ""),              /* address or @domain -> quota bytes (postctl user --quota) */
+    BOOL("virtual_overquota_bounce", "no"),             /* over quota: bounce 5.2.2 instead of defer 4.2.2 */
     STR("relayhost", ""),                               /* [host]:port or domain; empty: direct */
     INT("default_destination_concurrency_limit", "20", 1),  /* per nexthop; TRANSPORT_destination_... */
     STR("smtp_destination_concurrency_limit", ""),      /* empty: the default above */

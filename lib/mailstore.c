@@ -633,6 +633,12 @@ int mstore_quota(struct mstore *st, uint64_t *bytes, uint64_t *count, uint64_t *
     return ms_quota_usage(st, bytes, count, err);
 }
 
+/* mstore_quota_add - one message of bytes more in maildirsize (no-op without a limit) */
+void mstore_quota_add(struct mstore *st, uint64_t bytes)
+{
+    ms_quota_update(st, (int64_t) bytes, 1);
+}
+
 /* place_file - link tmp/name as cur/final (never replacing), tmp/ entry removed */
 static int place_file(int tmp_fd, const char *name, int cur_fd, const char *final)
 {

@@ -126,6 +126,8 @@ int  mstore_status(struct mstore *st, const char *name, struct mstore_status *ou
 
 /* mstore_quota - usage (bytes, messages) and the limit (0 = none) */
 int  mstore_quota(struct mstore *st, uint64_t *bytes, uint64_t *count, uint64_t *limit, struct strbuf *err);
+/* mstore_quota_add - account a message another writer (the virtual agent) put into new/ */
+void mstore_quota_add(struct mstore *st, uint64_t bytes);
 
 /*
  * mstore_append - add a message to folder (APPEND): data in CRLF or LF form,

@@ -204,6 +204,35 @@ static int mailbox_path(const char *address, struct strbuf *path, struct strbuf 
     return 0;
 }
 
+/*
+ * update_limit - the quota in virtual_mailbox_limit_maps too, when main.cf names
+ * that table: the virtual agent reads it there (it may not read the passwd-file).
+ * quota 0 removes the entry.
+ */
+static int update_limit(struct config *cfg, const char *address, long long quota, struct strbuf *err)
+{
+    struct strbuf spec = STRBUF_INIT, path = STRBUF_INIT, value = STRBUF_INIT;
+    struct text_table t;
+    int     rc = 0;
+
+    if (*config_str(cfg, "virtual_mailbox_limit_maps") == 0)
+        return 0;
+    if (table_file_for(cfg, "virtual_mailbox_limit_maps", &spec, &path, err) < 0
+        || table_open(&t, path.data, ' ', err) < 0) {
+        rc = -1;
+    } else {
+        if (quota > 0) {
+            sb_printf(&value, "%lld", quota);
+            table_set(&t, address, value.data);
+        } else {
+            table_remove(&t, address);
+        }
+        rc = table_commit(&t, spec.data, err);
+    }
+    sb_free(&spec), sb_free(&path), sb_free(&value);
+    return rc;
+}
+
 static int user_add(struct config *cfg, int argc, char **argv)
 {
     struct strbuf address = STRBUF_INIT, domain = STRBUF_INIT, err = STRBUF_INIT;
@@ -267,7 +296,7 @@ static int user_add(struct config *cfg, int argc, char **argv)
     /* the password first: a mailbox never exists without its passwd line */
     struct passwd_change change = {hash.data, quota, disabled ? 1 : 0};
 
-    if (update_passwd(cfg, address.data, &change, &err) < 0) {
+    if (update_passwd(cfg, address.data, &change, &err) < 0 || update_limit(cfg, address.data, quota, &err) < 0) {
         table_close(&t);
         goto out;
     }
@@ -313,7 +342,7 @@ static int user_del(struct config *cfg, int argc, char **argv)
     if (table_open(&t, config_str(cfg, "auth_passwd_file"), ':', &err) < 0)
         goto out;
     table_remove(&t, address.data);
-    if (table_commit(&t, NULL, &err) < 0)
+    if (table_commit(&t, NULL, &err) < 0 || update_limit(cfg, address.data, 0, &err) < 0)
         goto out;
     printf("postctl user: deleted %s; its mail stays in %s/%s until you remove it\n", address.data,
            config_str(cfg, "virtual_mailbox_base"), maildir.data);
