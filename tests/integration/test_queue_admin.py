@@ -1,6 +1,7 @@
 """postctl queue show / delete / hold / release / flush on a running instance: mail for a
-foreign domain from mynetworks waits in the queue (no outbound SMTP yet), so it is what the
-admin commands act on, while qmgr keeps running and delivering local mail."""
+foreign domain from mynetworks waits in the queue (smtp_dns_servers points at a port where no
+name server answers, so the smtp agent defers it with a DNS failure), so it is what the admin
+commands act on, while qmgr keeps running and delivering local mail."""
 import glob
 import json
 import os
@@ -18,7 +19,7 @@ class QueueAdminTest(unittest.TestCase):
     def setUpClass(cls):
         cls.inst = Instance("queueadmin")
         i = cls.inst
-        i.set_main_cf(mynetworks="127.0.0.1/32", minimal_backoff_time="1s",
+        i.set_main_cf(mynetworks="127.0.0.1/32", smtp_dns_servers="127.0.0.1:9", minimal_backoff_time="1s",
                       maximal_backoff_time="2s", queue_run_delay="1s")
         i.postctl("domain", "add", DOMAIN)
         i.postctl("user", "add", "alice@" + DOMAIN, "--password-stdin", input="alice-pw\n")
