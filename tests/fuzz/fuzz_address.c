@@ -17,8 +17,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         long used = address_parse_path(text, size, opt, &a, &why);
 
         if (used >= 0) {
-            /* what the parser promises: bounded, and what follows is a space or the end */
-            if ((size_t) used > size || (used < (long) size && text[used] != ' '))
+            /* what the parser promises: bounded, and what follows is a space or the end
+             * (a NUL ends a C string: smtpd refuses command lines holding one anyway) */
+            if ((size_t) used > size || (used < (long) size && text[used] != ' ' && text[used] != 0))
                 abort();
             if (sb_len(&a.addr) > 2 * ADDRESS_PATH_MAX + 2 || sb_len(&a.domain) > ADDRESS_DOMAIN_MAX)
                 abort();

@@ -17,6 +17,14 @@
 static char dir[64];
 static char main_cf[96], master_cf[96];
 
+/* cleanup - at exit: the temporary directory goes */
+static void cleanup(void)
+{
+    unlink(main_cf);
+    unlink(master_cf);
+    rmdir(dir);
+}
+
 /* write_file - path = data[0..len) */
 static void write_file(const char *path, const uint8_t *data, size_t len)
 {
@@ -58,6 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         snprintf(main_cf, sizeof(main_cf), "%s/main.cf", dir);
         snprintf(master_cf, sizeof(master_cf), "%s/master.cf", dir);
+        atexit(cleanup);
     }
     write_file(main_cf, data, main_len);
     write_file(master_cf, nul ? nul + 1 : data, nul ? size - main_len - 1 : 0);
