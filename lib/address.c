@@ -268,6 +268,9 @@ static const char *parse(const char *text, size_t len, unsigned options,
     if (bracket && p < len && text[p] == '>') {
         if (!(options & ADDRESS_ALLOW_NULL))
             return "null address not allowed";
+        /* As for any other path: only a space (the parameters) may follow. */
+        if (p + 1 < len && text[p + 1] != ' ')
+            return "text after address";
         a->flags |= ADDRESS_NULL;
         *used = p + 1;
         return NULL;
