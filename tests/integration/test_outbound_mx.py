@@ -11,6 +11,8 @@ kill -9: an instance relays 30 messages to a slow test server; its smtp agents a
 with SIGKILL while deliveries are in flight. master restarts them, qmgr defers what was
 lost and retries, and in the end every recipient has reached the server (a repeat is
 allowed, a loss is not) and the queue is empty.
+
+virtual_transport = lmtp:unix:PATH: mailboxes go to an external LMTP server.
 """
 import glob
 import os
@@ -116,6 +118,41 @@ class KillAgentTest(unittest.TestCase):
         ok = wait_until(lambda: set(rcpts) <= set(self.sink.rcpts())
                         and "Mail queue is empty" in i.postctl("queue", "list"), timeout=60)
         self.assertTrue(ok, "missing: %s\n%s" % (sorted(set(rcpts) - set(self.sink.rcpts())), i.log()[-4000:]))
+
+
+class VirtualTransportLmtpTest(unittest.TestCase):
+    """virtual_transport = lmtp:unix:PATH: mailboxes are handed to an external LMTP server
+    (as to Dovecot's), the mailbox check still ours (unknown users never reach it)."""
+
+    def setUp(self):
+        self.inst = i = Instance("vt-lmtp")
+        os.makedirs(i.path("queue", "private"), exist_ok=True)
+        sock = i.path("queue", "private", "ext-lmtp")
+        self.lmtp = FakeServer(lmtp=True, path=sock)
+        os.chmod(sock, 0o666)
+        i.set_main_cf(virtual_transport="lmtp:unix:private/ext-lmtp")
+        i.postctl("domain", "add", "box.test")
+        i.postctl("user", "add", "carol@box.test", "--password-stdin", input="carol-pw\n")
+        i.start()
+
+    def tearDown(self):
+        try:
+            self.inst.cleanup()
+        finally:
+            self.lmtp.close()
+
+    def test_mailbox_to_lmtp(self):
+        i = self.inst
+        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+            s.sendmail("x@elsewhere.test", ["carol@box.test"], b"Subject: to lmtp\r\n\r\nhi\r\n")
+        self.assertTrue(wait_until(lambda: "carol@box.test" in self.lmtp.rcpts(), timeout=20), i.log())
+        self.assertIn("to=<carol@box.test>, relay=private/ext-lmtp", i.log())
+        self.assertEqual(glob.glob(i.path("mail", "box.test", "carol", "new", "*")), [])
+        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+            s.ehlo("c.test")
+            s.mail("x@elsewhere.test")
+            code, _ = s.rcpt("nobody@box.test")
+        self.assertEqual(code, 550)
 
 
 if __name__ == "__main__":
