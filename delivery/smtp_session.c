@@ -666,6 +666,30 @@ static void dot_reply(struct smtp_session *s)
         park(s);
 }
 
+/*
+ * looped - the server is ourselves. As the best destination that is a
+ * configuration loop (bounced 5.4.6); after better ones failed we are a
+ * backup MX of the domain: the mail waits (deferred with their failure), and
+ * the addresses after ours (worse preference) are not tried, as Postfix
+ * stops at its own MX preference.
+ */
+static void looped(struct smtp_session *s)
+{
+    struct smtp_delivery *d = s->d;
+    char    why[SMTP_HOST_MAX + 80];
+
+    if (d->next_addr <= 1 || sb_len(&d->why) == 0) {
+        snprintf(why, sizeof(why), "mail for %s loops back to myself", d->domain);
+        bounce_open(s, "5.4.6", why);
+        return;
+    }
+    s->d = NULL;
+    quit(s);
+    smtp_settle_rest(d, DELIVERY_DEFER, d->why_dsn[0] == '4' ? d->why_dsn : "4.4.1", d->domain,
+                     sb_str(&d->why));
+    smtp_delivery_done(d);
+}
+
 /* reply_complete - a whole reply has arrived: act on it by state */
 static void reply_complete(struct smtp_session *s)
 {
@@ -685,10 +709,7 @@ static void reply_complete(struct smtp_session *s)
             return;
         }
         if (loops_back(s)) {
-            char    why[SMTP_HOST_MAX + 80];
-
-            snprintf(why, sizeof(why), "mail for %s loops back to myself", s->d->domain);
-            bounce_open(s, "5.4.6", why);
+            looped(s);
             return;
         }
         send_ehlo(s);
@@ -697,10 +718,7 @@ static void reply_complete(struct smtp_session *s)
         if (cls == 2) {
             s->esmtp = true;
             if (loops_back(s)) {
-                char    why[SMTP_HOST_MAX + 80];
-
-                snprintf(why, sizeof(why), "mail for %s loops back to myself", s->d->domain);
-                bounce_open(s, "5.4.6", why);
+                looped(s);
                 return;
             }
             after_ehlo(s);

@@ -165,5 +165,6 @@ bool qmgr_transport_wants_nexthop(const struct qmgr_transport *tr);  /* smtp/lmt
 void qmgr_deliver_add(struct qmgr_transport *tr, struct qmgr_message *msg, const char *nexthop,
                       const size_t *idx, size_t n);
 void qmgr_deliver_stop(void);                   /* start no more requests */
+void qmgr_deliver_revive(void);                 /* forget dead destinations (flush) */
 
 #endif

@@ -2,7 +2,8 @@
  * qmgr_deliver - talking to delivery agents (lib/delivery_proto.h).
  *
  * Interface (qmgr.h): qmgr_deliver_init(), qmgr_transport_find(),
- * qmgr_deliver_add(), qmgr_deliver_stop().
+ * qmgr_transport_wants_nexthop(), qmgr_deliver_add(), qmgr_deliver_stop(),
+ * qmgr_deliver_revive().
  *
  * A transport is a delivery agent's unix service in master.cf: the
  * virtual_transport one, and every service whose command is "smtp" (smtp,
@@ -20,7 +21,7 @@
  * 4.4.1 (no server of the destination could be reached), the destination is
  * marked dead for minimal_backoff_time, and the jobs queued for it (and those
  * queued later) are deferred at once with that reason, without another
- * connection attempt per message.
+ * connection attempt per message. `postctl queue flush` revives them.
  *
  * Each request gets its own connection to private/TRANSPORT: the kernel
  * hands it to whichever agent process is idle and accepting, which balances
@@ -541,4 +542,19 @@ void qmgr_deliver_stop(void)
     deliver_stopping = true;
     for (struct qmgr_transport *tr = qmgr.transports; tr; tr = tr->next)
         event_del(tr->dispatch_ev);
+}
+
+/* qmgr_deliver_revive - every dead destination may be tried again (postctl queue flush) */
+void qmgr_deliver_revive(void)
+{
+    for (struct qmgr_transport *tr = qmgr.transports; tr; tr = tr->next) {
+        struct qmgr_dest *d, *next;
+
+        for (d = TAILQ_FIRST(&tr->dests); d; d = next) {
+            next = TAILQ_NEXT(d, link);
+            d->dead_until = 0;
+            dest_release(tr, d);
+        }
+        dispatch_request(tr);
+    }
 }

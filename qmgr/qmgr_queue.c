@@ -562,6 +562,7 @@ void qmgr_queue_flush(void)
 {
     if (queue_stopping)
         return;
+    qmgr_deliver_revive();              /* as Postfix's flush: dead destinations are tried again */
     scan_deferred();
     for (size_t b = 0; b < qmgr.table_size; b++)
         for (struct qmgr_entry *e = qmgr.table[b]; e; e = e->hnext)

@@ -2,7 +2,8 @@
 
 Backup MX: a primary instance on 127.0.0.1 holds the mailbox domain primary.test; a backup
 instance on 127.0.0.2 has primary.test in relay_domains (`postctl domain add --relay`) and
-finds the primary through its MX record (a dnsmasq started here). While the primary is down
+finds the primary through its MX record (a dnsmasq started here; the backup itself is the
+second MX). While the primary is down
 the backup accepts the mail and keeps it queued (connection refused: deferred, 4.4.1); once
 the primary is up, `postctl queue flush` on the backup forwards it, and it lands in the
 user's Maildir on the primary.
@@ -39,8 +40,11 @@ class BackupMxTest(unittest.TestCase):
         self.primary = Instance("mx-primary")
         self.backup = Instance("mx-backup")
         p, b = self.primary, self.backup
+        # The backup is the domain's second MX: it must not treat itself as the last hop.
         self.dns = Dnsmasq(["--local=/test/", "--mx-host=primary.test,mx1.primary.test,10",
-                            "--host-record=mx1.primary.test,127.0.0.1"])
+                            "--mx-host=primary.test,mx2.primary.test,20",
+                            "--host-record=mx1.primary.test,127.0.0.1",
+                            "--host-record=mx2.primary.test,127.0.0.2"])
         p.set_main_cf(myhostname="mx1.primary.test")
         p.postctl("domain", "add", "primary.test")
         p.postctl("user", "add", "bob@primary.test", "--password-stdin", input="bob-pw\n")
@@ -52,6 +56,9 @@ class BackupMxTest(unittest.TestCase):
                       transport_maps="texthash:" + tmap, smtp_dns_servers="127.0.0.1:%d" % self.dns.port,
                       minimal_backoff_time="1s", maximal_backoff_time="2s", queue_run_delay="1s")
         b.postctl("domain", "add", "primary.test", "--relay")
+        with open(os.path.join(b.config_dir, "master.cf"), "a") as f:
+            # the backup also answers on the primary's port, as a real MX pair shares port 25
+            f.write("127.0.0.2:%d inet n - y - - smtpd\n" % p.smtp_port)
         b.postctl("start")
         self.assertTrue(wait_until(lambda: port_open("127.0.0.2", b.smtp_port)), b.log())
 
@@ -69,6 +76,9 @@ class BackupMxTest(unittest.TestCase):
                        b"Subject: via backup\r\n\r\nheld while the primary is down\r\n")
         self.assertTrue(wait_until(lambda: "status=deferred" in b.log(), timeout=20), b.log())
         self.assertIn("connect to mx1.primary.test[127.0.0.1]:%d" % p.smtp_port, b.log())
+        # it reached itself as mx2 (its own greeting) and kept the mail: no loop bounce
+        self.assertNotIn("loops back to myself", b.log())
+        self.assertNotIn("status=bounced", b.log())
         self.assertIn("bob@primary.test", b.postctl("queue", "list"))
         p.start()
         b.postctl("queue", "flush")
