@@ -57,7 +57,7 @@ const size_t instance_dir_count = sizeof(instance_dirs) / sizeof(instance_dirs[0
 
 const char *const instance_tables[] = {
     "virtual_mailbox_domains", "virtual_mailbox_maps", "virtual_alias_maps",
-    "virtual_alias_domains", "relay_domains",
+    "virtual_alias_domains", "relay_domains", "virtual_mailbox_limit_maps",
 };
 const size_t instance_table_count = sizeof(instance_tables) / sizeof(instance_tables[0]);
 

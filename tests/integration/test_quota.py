@@ -30,7 +30,6 @@ class QuotaTest(unittest.TestCase):
         i = cls.inst
         i.set_main_cf(mynetworks="127.0.0.1/32", minimal_backoff_time="1s", maximal_backoff_time="2s",
                       queue_run_delay="1s", auth_failure_delay="0",
-                      virtual_mailbox_limit_maps="hash:$config_directory/virtual_mailbox_limits",
                       smtpd_recipient_restrictions="reject_unauth_destination, "
                                                    "check_policy_service unix:private/quota-status")
         with open(os.path.join(i.config_dir, "master.cf")) as f:
