@@ -70,6 +70,9 @@ const struct config_param config_params[] = {
     /* smtpd. */
     STR("smtpd_banner", "$myhostname ESMTP $mail_name"),
     SIZE("message_size_limit", "10240000", 0),
+    /* Free queue space needed to take mail (0: $message_size_limit), Postfix's rule:
+     * MAIL is refused with 452 4.3.1 when free / 1.5 < queue_minfree + SIZE. */
+    SIZE("queue_minfree", "0", 0),
     INT("line_length_limit", "2048", 1),
     TIME("smtpd_timeout", "300s", 1),
     INT("smtpd_recipient_limit", "1000", 1),

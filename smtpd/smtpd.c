@@ -45,6 +45,7 @@ static void smtpd_init(struct service *svc)
         line_limit = 1024 * 1024;
     set->line_limit = (size_t) line_limit;
     set->message_size_limit = limit > 0 ? limit : 0;
+    set->queue_minfree = config_size(svc->cfg, "queue_minfree");
     set->timeout = config_time(svc->cfg, "smtpd_timeout");
     if (set->timeout < 1)
         set->timeout = 1;

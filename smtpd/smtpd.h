@@ -48,6 +48,7 @@ struct smtpd_settings {
     char   *hostname;                   /* myhostname: 421 replies, HELO reply */
     char   *banner;                     /* smtpd_banner: after "220 " */
     long long message_size_limit;       /* bytes; 0: no limit */
+    long long queue_minfree;            /* queue_minfree, bytes (0: message_size_limit) */
     size_t  line_limit;                 /* line_length_limit: longest command line */
     long long timeout;                  /* smtpd_timeout, seconds */
     long long recipient_limit;          /* smtpd_recipient_limit */
@@ -155,6 +156,8 @@ struct smtpd_server {
 extern const struct smtpd_store smtpd_store_queue;
 /* smtpd_queue_init - after the privilege drop: the queue directory is the cwd; commit threads */
 void smtpd_queue_init(struct smtpd_server *srv);
+/* smtpd_queue_space_ok - room in the queue file system for a message of size bytes (-1: unknown) */
+bool smtpd_queue_space_ok(const struct smtpd_settings *set, long long size);
 /* smtpd_queue_pending - commits still under way (the process must not exit before they end) */
 unsigned smtpd_queue_pending(void);
 /* smtpd_queue_format_received - the Received: header (LF line ends), for the store and tests */

@@ -2,7 +2,7 @@
  * smtpd_queue - the queue store: each accepted message becomes a queue file.
  *
  * Interface (smtpd.h): smtpd_store_queue, smtpd_queue_init(),
- * smtpd_queue_format_received().
+ * smtpd_queue_space_ok(), smtpd_queue_format_received().
  *
  * open() creates incoming/ID.tmp with the envelope (lib/queue_file.h),
  * relative to a descriptor of the queue directory taken once after the
@@ -26,6 +26,13 @@
  * The service does not exit while commits are under way (smtpd_active
  * counts them), so a 250 already sent is never undone.
  *
+ * Free space (smtpd_queue_space_ok): MAIL, and DATA before its 354, are
+ * refused with "452 4.3.1 Insufficient system storage" when the queue file
+ * system has less than 1.5 * (queue_minfree + SIZE) free, queue_minfree
+ * being $message_size_limit when 0, as Postfix does: the client retries
+ * later instead of sending a message that could not be stored. Space that
+ * runs out in the middle of a message is a write error (451 4.3.0).
+ *
  * Duplicate recipients (compared without case, as the tables compare) are
  * stored once, as Postfix's cleanup does.
  *
@@ -47,6 +54,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -196,6 +204,21 @@ static void msg_free(struct queue_msg *m)
     free(m);
 }
 
+/* smtpd_queue_space_ok - the queue file system can take a message of size bytes (-1: unknown) */
+bool smtpd_queue_space_ok(const struct smtpd_settings *set, long long size)
+{
+    struct statvfs vfs;
+    long double free_bytes;
+    long double minfree = (long double) (set->queue_minfree > 0 ? set->queue_minfree
+                                         : set->message_size_limit);
+
+    /* The queue directory is our cwd (chrooted or not); unknown space is no reason to refuse. */
+    if (statvfs(".", &vfs) != 0)
+        return true;
+    free_bytes = (long double) vfs.f_bavail * (long double) vfs.f_frsize;
+    return free_bytes / 1.5L >= minfree + (long double) (size > 0 ? size : 0);
+}
+
 /* queue_open - create the queue file and write the Received: header */
 static void *queue_open(const struct smtpd_envelope *env, struct strbuf *reply)
 {
@@ -207,6 +230,12 @@ static void *queue_open(const struct smtpd_envelope *env, struct strbuf *reply)
     if (q.srv == NULL || q.dirfd < 0)
         msg_panic("smtpd_queue: store used before smtpd_queue_init");
     set = &q.srv->set;
+    /* Space may have gone since MAIL: better a 452 now than a write error after the upload. */
+    if (!smtpd_queue_space_ok(set, env->declared_size)) {
+        msg_warn("%s: not enough free space in the queue file system for DATA", env->client);
+        sb_set(reply, "452 4.3.1 Insufficient system storage");
+        return NULL;
+    }
     m = xcalloc(1, sizeof(*m));
     sb_init(&m->buf);
     envelope_fill(&m->env, env);

@@ -1495,6 +1495,11 @@ static void cmd_mail(struct smtpd_session *s, char *arg)
         reply_error(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
         goto out;
     }
+    if (!smtpd_queue_space_ok(set, size)) {
+        msg_warn("%s: not enough free space in the queue file system for MAIL FROM", s->cl.ident);
+        reply_error(s, "452 4.3.1 Insufficient system storage");
+        goto out;
+    }
     smtpd_canonical_address(&s->env.sender, set->myorigin);
     new_instance(s);
     s->env.declared_size = size;
