@@ -90,6 +90,58 @@ static void test_request_round_trip(void **state)
     sb_free(&err);
 }
 
+/* test_request_nexthop - optional, once, before the recipients, bounded and clean */
+static void test_request_nexthop(void **state)
+{
+    struct delivery_rcpt rcpt = {"alice@example.test", NULL, 0};
+    struct delivery_request in = {.sender = "", .arrival = 1, .rcpts = &rcpt, .nrcpt = 1,
+                                  .nexthop = "[192.0.2.1]:2525"};
+    struct delivery_request out;
+    struct ipc_record r;
+    struct strbuf err = STRBUF_INIT;
+    char    big[1100];
+
+    (void) state;
+    queue_id_new(in.queue_id);
+    delivery_request_encode(&in, &r);
+    assert_int_equal(delivery_request_decode(&r, &out, &err), 0);
+    assert_string_equal(out.nexthop, "[192.0.2.1]:2525");
+    delivery_request_free(&out);
+    assert_null(out.nexthop);
+    ipc_free(&r);
+    in.nexthop = NULL;                  /* virtual: none, and none decoded */
+    delivery_request_encode(&in, &r);
+    assert_int_equal(delivery_request_decode(&r, &out, &err), 0);
+    assert_null(out.nexthop);
+    delivery_request_free(&out);
+    ipc_free(&r);
+
+    header(&r);
+    ipc_put(&r, "nexthop", "a.example");
+    ipc_put(&r, "nexthop", "b.example");
+    ipc_put(&r, "rcpt", "a@b");
+    ipc_put(&r, "rcpt_index", "0");
+    decode_fails(&r, "nexthop given twice");
+    header(&r);
+    ipc_put(&r, "nexthop", "");
+    ipc_put(&r, "rcpt", "a@b");
+    ipc_put(&r, "rcpt_index", "0");
+    decode_fails(&r, "bad nexthop");
+    header(&r);
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    ipc_put(&r, "nexthop", big);
+    ipc_put(&r, "rcpt", "a@b");
+    ipc_put(&r, "rcpt_index", "0");
+    decode_fails(&r, "bad nexthop");
+    header(&r);
+    ipc_put(&r, "rcpt", "a@b");
+    ipc_put(&r, "rcpt_index", "0");
+    ipc_put(&r, "nexthop", "late.example");
+    decode_fails(&r, "unexpected attribute \"nexthop\"");
+    sb_free(&err);
+}
+
 /* test_request_header_order_free - header attributes may come in any order before the recipients */
 static void test_request_header_order_free(void **state)
 {
@@ -402,6 +454,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_round_trip),
         cmocka_unit_test(test_request_header_order_free),
+        cmocka_unit_test(test_request_nexthop),
         cmocka_unit_test(test_request_malformed),
         cmocka_unit_test(test_request_too_many),
         cmocka_unit_test(test_results_round_trip),
