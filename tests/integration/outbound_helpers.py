@@ -38,6 +38,11 @@ class _Handler(socketserver.StreamRequestHandler):
             self.srv.connections += 1
             self.conn_no = self.srv.connections
 
+    def xact(self, delta):
+        with self.srv.lock:
+            self.srv.active += delta
+            self.srv.max_active = max(self.srv.max_active, self.srv.active)
+
     def send(self, text):
         self.wfile.write(text.encode() + b"\r\n")
         self.wfile.flush()
@@ -97,6 +102,7 @@ class _Handler(socketserver.StreamRequestHandler):
                     self.send(action)
                     continue
                 mail_from, mail_params, rcpts = addr.strip("<>"), params, []
+                self.xact(1)
                 self.send("250 2.1.0 Ok")
             elif verb == "RCPT":
                 arg = cmd[8:] if cmd.upper().startswith("RCPT TO:") else cmd
@@ -129,6 +135,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 after = srv.actions.get("DOT")
                 if srv.dot_delay:
                     time.sleep(srv.dot_delay)
+                self.xact(-1)
                 if after == "drop":
                     return
                 if after == "hang":
@@ -188,6 +195,8 @@ class FakeServer:
         self.messages = []
         self.commands = []
         self.connections = 0
+        self.active = 0                     # transactions from MAIL to the end of DATA (completed ones), most at once
+        self.max_active = 0
         self.tls_context = None
         if tls_cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -13,7 +13,8 @@ with SIGKILL while deliveries are in flight. master restarts them, qmgr defers w
 lost and retries, and in the end every recipient has reached the server (a repeat is
 allowed, a loss is not) and the queue is empty.
 
-virtual_transport = lmtp:unix:PATH: mailboxes go to an external LMTP server.
+virtual_transport = lmtp:unix:PATH: mailboxes go to an external LMTP server. A blast to a
+destination limited to one connection does not hold up a message to another destination.
 """
 import glob
 import os
@@ -163,6 +164,45 @@ class VirtualTransportLmtpTest(unittest.TestCase):
             s.mail("x@elsewhere.test")
             code, _ = s.rcpt("nobody@box.test")
         self.assertEqual(code, 550)
+
+
+class FairnessTest(unittest.TestCase):
+    """A blast to one slow destination, limited to one connection at a time
+    (smtp_destination_concurrency_limit = 1), does not hold up a single message to another
+    destination queued after it."""
+
+    def setUp(self):
+        self.slow = FakeServer()
+        self.slow.dot_delay = 0.5
+        self.quick = FakeServer()
+        self.inst = i = Instance("fair")
+        tmap = i.path("etc", "transport")
+        with open(tmap, "w") as f:
+            f.write("slow.test smtp:[127.0.0.1]:%d\nquick.test smtp:[127.0.0.1]:%d\n"
+                    % (self.slow.port, self.quick.port))
+        i.set_main_cf(transport_maps="texthash:" + tmap, smtp_destination_concurrency_limit="1",
+                      smtp_connection_cache_time_limit="0")
+        i.start()
+
+    def tearDown(self):
+        try:
+            self.inst.cleanup()
+        finally:
+            self.slow.close()
+            self.quick.close()
+
+    def test_single_message_not_behind_blast(self):
+        i = self.inst
+        blast = ["list%d@slow.test" % n for n in range(12)]
+        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+            for r in blast:
+                s.sendmail("list@example.test", [r], b"Subject: blast\r\n\r\nx\r\n")
+            s.sendmail("me@example.test", ["you@quick.test"], b"Subject: single\r\n\r\nx\r\n")
+        self.assertTrue(wait_until(lambda: self.quick.rcpts(), timeout=30), i.log())
+        # the single message went through while the blast was still being worked off
+        self.assertLess(len(self.slow.messages), len(blast))
+        self.assertTrue(wait_until(lambda: len(self.slow.messages) == len(blast), timeout=60), i.log())
+        self.assertEqual(self.slow.max_active, 1)
 
 
 if __name__ == "__main__":
