@@ -241,7 +241,7 @@ static void virtual_init(struct service *svc)
     server.base_fd = -1;
     server.dir = directory_open(svc->cfg, &err);
     server.quota_status = svc->service_name && strcmp(svc->service_name, "quota-status") == 0;
-    virtual_quota_init(svc->cfg);
+    virtual_quota_init(svc, svc->cfg);
     if (server.dir == NULL)
         msg_fatal("%s", sb_str(&err));
     directory_watch(server.dir, svc);

@@ -37,7 +37,7 @@ void virtual_deliver(struct virtual_server *vs, const struct delivery_request *r
 /* virtual_quota.c: virtual_mailbox_limit_maps and Maildir++ maildirsize */
 struct config;
 struct mstore;
-void virtual_quota_init(struct config *cfg);
+void virtual_quota_init(struct service *svc, struct config *cfg);
 /* virtual_quota_check - room for size bytes in the Maildir at path? false: res is set */
 bool virtual_quota_check(struct virtual_server *vs, const struct delivery_request *req, const char *rcpt,
                          const char *path, uint64_t size, struct mstore **store_out,

@@ -32,23 +32,39 @@
 #include "maildir.h"
 #include "mailstore.h"
 #include "map.h"
+#include "service.h"
 #include "strbuf.h"
 
 #include "virtual.h"
 
 static struct maplist *limit_maps;
 static bool overquota_bounce;
+static struct service *quota_svc;
 
 /* virtual_quota_init - the table and the setting (before the privilege drop) */
-void virtual_quota_init(struct config *cfg)
+void virtual_quota_init(struct service *svc, struct config *cfg)
 {
     struct strbuf err = STRBUF_INIT;
+
+    quota_svc = svc;
 
     limit_maps = maplist_open(config_str(cfg, "virtual_mailbox_limit_maps"), &err);
     if (limit_maps == NULL)
         msg_fatal("virtual_mailbox_limit_maps: %s", sb_str(&err));
     overquota_bounce = config_bool(cfg, "virtual_overquota_bounce");
+    if (!maplist_empty(limit_maps))
+        service_watch_maps(svc, limit_maps);
     sb_free(&err);
+}
+
+/*
+ * table_replaced - a lookup found nothing: if the table was replaced beyond
+ * our reach (chroot), retire so that a fresh process answers with the new one.
+ */
+static void table_replaced(bool changed)
+{
+    if (changed && quota_svc != NULL && !quota_svc->stopping)
+        service_retire(quota_svc, "a lookup table changed; a fresh process will use the new one");
 }
 
 /* quota_limit - the recipient's limit in bytes (0: none); MAP_TEMPFAIL on a table failure */
@@ -67,6 +83,8 @@ static enum map_status quota_limit(const char *rcpt, uint64_t *limit)
         sb_set(&key, at);
         st = maplist_lookup(limit_maps, sb_str(&key), &value);
     }
+    if (st == MAP_NOTFOUND)
+        table_replaced(maplist_refresh(limit_maps));
     if (st == MAP_FOUND) {
         if (config_parse_size(sb_str(&value), &bytes) < 0 || bytes < 0) {
             msg_warn("virtual_mailbox_limit_maps: bad size \"%.40s\" for %s; no limit applied",
@@ -144,6 +162,8 @@ enum map_status virtual_quota_state(struct virtual_server *vs, const char *rcpt,
     if (rc != MAP_FOUND || *limit == 0)
         goto out;
     rc = directory_mailbox(vs->dir, rcpt, &path);
+    if (rc == MAP_NOTFOUND)
+        table_replaced(directory_refresh(vs->dir));
     if (rc != MAP_FOUND)
         goto out;
     if (maildir_path_check(sb_str(&path), sb_len(&path), &err) != 0 || strlen(sb_str(&path)) != sb_len(&path)

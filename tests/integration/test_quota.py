@@ -72,6 +72,19 @@ class QuotaTest(unittest.TestCase):
                     return r["reason"]
         return None
 
+    def test_user_added_while_running(self):
+        """A quota set while everything runs applies at once (the tables are reopened)."""
+        i = self.inst
+        i.postctl("user", "add", "carol@" + DOMAIN, "--quota", "1k", "--password-stdin", input="carol-pw\n")
+        def refused():
+            with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+                s.ehlo()
+                s.mail("bob@" + DOMAIN, ["SIZE=5000"])
+                return s.rcpt("carol@" + DOMAIN)[0] == 552
+        self.assertTrue(wait_until(refused, timeout=15), i.log()[-3000:])
+        i.postctl("user", "del", "carol@" + DOMAIN)
+        self.assertNotIn("carol@", read(i.path("etc", "virtual_mailbox_limits")))
+
     def test_quota(self):
         i = self.inst
         self.assertIn("alice@%s 20480" % DOMAIN, read(i.path("etc", "virtual_mailbox_limits")))
