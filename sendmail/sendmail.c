@@ -2,7 +2,7 @@
  * sendmail - the Sendmail-compatible injector for scripts and cron jobs.
  *
  *   sendmail [-t] [-i|-oi] [-f SENDER|-r SENDER] [-F FULLNAME] [-C CONFIG_DIR]
- *            [-bm|-bs|-bp] [-oXXX...] [--] [RECIPIENT...]
+ *            [-bm|-bs|-bp|-q] [-oXXX...] [--] [RECIPIENT...]
  *   mailq    (this program under that name: sendmail -bp)
  *
  * The message is read from stdin (a line with a single "." ends it unless
@@ -12,7 +12,8 @@
  * pickup step appends @$myorigin to addresses without a domain. -t adds the
  * To/Cc/Bcc recipients of the message (sendmail_headers.c). -bs speaks SMTP
  * on stdin/stdout (sendmail_smtp.c). -bp (and mailq) runs
- * "postctl queue list" from the same directory as this program.
+ * "postctl queue list", -q "postctl queue flush", from the same directory
+ * as this program.
  *
  * Options that Sendmail knows and that mean nothing here are accepted and
  * ignored, as Postfix does: -oXXX (-oi excepted), -B TYPE, -N DSN, -R RET,
@@ -42,7 +43,7 @@
 
 #define DEFAULT_CONFIG_DIR "/etc/postern"
 
-enum sendmail_mode { MODE_DELIVER, MODE_SMTP, MODE_PRINT };
+enum sendmail_mode { MODE_DELIVER, MODE_SMTP, MODE_PRINT, MODE_FLUSH };
 
 struct options {
     enum sendmail_mode mode;
@@ -60,7 +61,7 @@ static int usage(const char *why)
     if (why != NULL)
         fprintf(stderr, "sendmail: %s\n", why);
     fprintf(stderr, "usage: sendmail [-t] [-i] [-f sender] [-F fullname] [-C config_dir] "
-            "[-bm|-bs|-bp] [-oXXX] [--] [recipient...]\n");
+            "[-bm|-bs|-bp|-q] [-oXXX] [--] [recipient...]\n");
     return EX_USAGE;
 }
 
@@ -101,6 +102,11 @@ static int parse_options(int argc, char **argv, struct options *opts)
             opts->ignore_dots = true;
             continue;
         case 'v': case 'm': case 'n': case 'U':
+            continue;
+        case 'q':
+            if (a[2] != 0)
+                return usage("-q with an interval or a site is not supported (use -q)");
+            opts->mode = MODE_FLUSH;
             continue;
         case 'o':
             if (strcmp(a, "-oi") == 0)
@@ -175,8 +181,8 @@ static int read_message(const struct sendmail *sm, bool ignore_dots, struct strb
     return 0;
 }
 
-/* print_queue - -bp and mailq: "postctl [-c DIR] queue list" beside this program */
-static int print_queue(const char *config_dir)
+/* run_postctl - -bp/mailq: "postctl [-c DIR] queue list"; -q: "... queue flush" (beside this program) */
+static int run_postctl(const char *config_dir, const char *what)
 {
     char    self[PATH_MAX];
     struct strbuf postctl = STRBUF_INIT;
@@ -193,9 +199,9 @@ static int print_queue(const char *config_dir)
     sb_printf(&postctl, "%s/postctl", self);
     fflush(stdout);
     if (config_dir != NULL)
-        execl(sb_str(&postctl), "postctl", "-c", config_dir, "queue", "list", (char *) NULL);
+        execl(sb_str(&postctl), "postctl", "-c", config_dir, "queue", what, (char *) NULL);
     else
-        execl(sb_str(&postctl), "postctl", "queue", "list", (char *) NULL);
+        execl(sb_str(&postctl), "postctl", "queue", what, (char *) NULL);
     fprintf(stderr, "sendmail: fatal: cannot run %s: %s\n", sb_str(&postctl), strerror(errno));
     sb_free(&postctl);
     return EX_SOFTWARE;
@@ -277,8 +283,8 @@ int main(int argc, char **argv)
     memset(&sm, 0, sizeof(sm));
     if ((rc = parse_options(argc, argv, &opts)) != 0)
         goto out;
-    if (opts.mode == MODE_PRINT) {
-        rc = print_queue(opts.config_dir);
+    if (opts.mode == MODE_PRINT || opts.mode == MODE_FLUSH) {
+        rc = run_postctl(opts.config_dir, opts.mode == MODE_PRINT ? "list" : "flush");
         goto out;
     }
     sm.config_dir = opts.config_dir ? opts.config_dir : getenv("POSTERN_CONFIG");

@@ -137,6 +137,10 @@ class SendmailTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         r2 = self.sendmail("-bp")
         self.assertEqual(r2.returncode, 0, r2.stderr)
+        self.assertEqual(r.stdout, r2.stdout)
+        r = self.sendmail("-q")                           # postctl queue flush
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(wait_until(lambda: "flush requested" in self.inst.log(), timeout=10))
 
     def test_qmgr_down_then_picked_up(self):
         i = self.inst
