@@ -258,13 +258,14 @@ class RunningTest(unittest.TestCase):
         i = self.inst
         master = i.master_pid()
         # a daemon is root from exec until it drops privileges: wait until all have started
-        # smtp, submission, submissions, qmgr, 2 x virtual, auth, imap, imaps
-        self.assertTrue(wait_until(lambda: i.log().count("daemon started -- service") >= 9, timeout=20),
+        # smtp, submission, submissions, qmgr, 2 x virtual, auth, imap, imaps, 2 x smtp, 2 x lmtp
+        self.assertTrue(wait_until(lambda: i.log().count("daemon started -- service") >= 13, timeout=20),
                         i.log())
         kids = children_of(master)
         self.assertTrue(kids)
         # each daemon is confined where DESIGN.md puts it
-        roots = {"smtpd": i.path("queue"), "qmgr": i.path("queue"), "virtual": i.path("mail"),
+        roots = {"smtpd": i.path("queue"), "qmgr": i.path("queue"), "smtp": i.path("queue"),
+                 "virtual": i.path("mail"),
                  "authd": i.path("auth"), "imapd": i.path("mail")}
         seen = set()
         for pid in kids:
