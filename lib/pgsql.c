@@ -51,6 +51,7 @@ struct pgsql_conn {
     pid_t   pid;                        /* of the process that connected */
     unsigned long gen;                  /* connections made: statements prepared per generation */
     unsigned long next_stmt;
+    bool    in_transaction;             /* pgsql_exec_params() left a BEGIN open */
     struct strbuf describe;
 };
 
@@ -538,6 +539,17 @@ static int conn_open(struct pgsql_conn *c, struct strbuf *err)
         keys[n] = vals[n] = NULL;
         pg = PQconnectdbParams(keys, vals, 0);
         if (pg && PQstatus(pg) == CONNECTION_OK && PQsetnonblocking(pg, 1) == 0) {
+            if (c->in_transaction) {
+                /*
+                 * The transaction died with the old connection: the caller's next
+                 * statement must not run as if still in it. It fails once; after that
+                 * the connection is a fresh one.
+                 */
+                PQfinish(pg);
+                c->in_transaction = false;
+                sb_set(err, "the connection broke inside a transaction; it was rolled back");
+                return -1;
+            }
             c->pg = pg;
             c->pid = getpid();
             c->gen++;
@@ -1062,11 +1074,16 @@ int pgsql_exec_params(struct pgsql_conn *c, const char *sql, int n, const char *
             sb_printf(err, "%s: ", pgsql_conn_describe(c));
             first_line(err, PQerrorMessage(c->pg));
             conn_drop(c);
+            /* a new connection would run the statement outside the caller's transaction */
+            if (c->in_transaction)
+                return PGSQL_TEMPFAIL;
             continue;
         }
         /* once sent, a write may have happened: never repeat it */
         if (wait_result(c, &r, err) < 0)
             return PGSQL_TEMPFAIL;
+        c->in_transaction = PQtransactionStatus(c->pg) == PQTRANS_INTRANS
+            || PQtransactionStatus(c->pg) == PQTRANS_INERROR;
         if (PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK) {
             if (res)
                 *res = r;
