@@ -247,6 +247,28 @@ static void drop_corrupt(int mdfd, const char *name, uid_t uid, const char *why)
         close(cfd);
 }
 
+/*
+ * drop_directory - a directory with a maildrop name: removed when empty. We
+ * may not move or empty another user's directory, so one that stays is
+ * skipped, with a warning at most once an hour (it would otherwise fill the
+ * log every scan).
+ */
+static void drop_directory(int mdfd, const char *name, uid_t uid)
+{
+    static time_t last_warning;
+    time_t  now = time(NULL);
+
+    if (unlinkat(mdfd, name, AT_REMOVEDIR) == 0) {
+        msg_warn("maildrop/%s (uid %lu): a directory; removed", name, (unsigned long) uid);
+        return;
+    }
+    if (now - last_warning >= 3600) {
+        last_warning = now;
+        msg_warn("maildrop/%s (uid %lu): a directory that cannot be removed (%m); skipped (remove it by hand)",
+                 name, (unsigned long) uid);
+    }
+}
+
 /* read_bounded - the whole file, at most max bytes; -1: read error, 1: larger than max */
 static int read_bounded(int fd, size_t max, struct strbuf *out)
 {
@@ -290,6 +312,10 @@ static void pickup_one(int mdfd, const char *name)
     }
     if (fstat(fd, &st) != 0) {
         msg_warn("fstat maildrop/%s: %m", name);
+        goto out;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        drop_directory(mdfd, name, st.st_uid);
         goto out;
     }
     if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {

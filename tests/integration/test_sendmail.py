@@ -172,7 +172,10 @@ class SendmailTest(unittest.TestCase):
             with open(os.path.join(d, name), "wb") as f:
                 f.write(data)
         os.symlink("/etc/passwd", os.path.join(d, "A0000000000000000008"))
-        names = list(files) + ["A0000000000000000008"]
+        os.mkfifo(os.path.join(d, "A0000000000000000009"))                   # would block a reader
+        os.mkdir(os.path.join(d, "A000000000000000000A"))                     # empty: removed
+        os.link(os.path.join(d, "A0000000000000000003"), os.path.join(d, "A000000000000000000B"))
+        names = list(files) + ["A0000000000000000008", "A0000000000000000009", "A000000000000000000B"]
         corrupt = lambda: [n for n in names if os.path.lexists(i.path("queue", "corrupt", "maildrop." + n))]
         self.assertTrue(wait_until(lambda: len(corrupt()) == len(names), timeout=20),
                         (corrupt(), self.maildrop(), i.log()[-3000:]))
