@@ -221,9 +221,13 @@ int pgsql_parse_conninfo(struct pgsql_settings *s, const char *text, struct strb
                 char   *h = s->hosts.items[i];
                 struct strbuf hp = STRBUF_INIT;
 
-                if (h[0] == '/' || strncmp(h, "unix:", 5) == 0 || strrchr(h, ':') != NULL)
+                if (strncmp(h, "unix:", 5) == 0 || (h[0] != '/' && strrchr(h, ':') != NULL)
+                    || strstr(h, "/.s.PGSQL.") != NULL)
                     continue;
-                sb_printf(&hp, "%s:%s", h, port);
+                if (h[0] == '/')        /* a socket directory: the port names the socket */
+                    sb_printf(&hp, "unix:%s/.s.PGSQL.%s", h, port);
+                else
+                    sb_printf(&hp, "%s:%s", h, port);
                 free(s->hosts.items[i]);
                 s->hosts.items[i] = sb_detach(&hp);
             }

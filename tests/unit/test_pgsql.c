@@ -140,7 +140,7 @@ static void test_conninfo(void **state)
                                           "user=u password=p connect_timeout=2", &err), 0);
     assert_int_equal(s.hosts.count, 2);
     assert_string_equal(s.hosts.items[0], "db1:6432");
-    assert_string_equal(s.hosts.items[1], "/run/postgresql");
+    assert_string_equal(s.hosts.items[1], "unix:/run/postgresql/.s.PGSQL.6432");
     assert_string_equal(s.dbname, "mail");
     assert_string_equal(s.password, "p");
     assert_int_equal(s.connect_timeout, 2);
