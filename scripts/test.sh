@@ -11,4 +11,19 @@ echo "== normal build =="
 ctest --test-dir "$top/build" --output-on-failure -j2 || status=1
 echo "== sanitizer build (ASan+UBSan) =="
 ctest --test-dir "$top/build-sanitize" --output-on-failure -j2 || status=1
+# Fuzzing (tests/fuzz, clang + libFuzzer): each target over its corpus, then ~20 s of fuzzing.
+if command -v clang >/dev/null; then
+  echo "== fuzz targets (libFuzzer, ASan+UBSan) =="
+  cmake -S "$top/tests/fuzz" -B "$top/build-fuzz" -DCMAKE_C_COMPILER=clang >/dev/null
+  cmake --build "$top/build-fuzz" -j"$(nproc)"
+  log=$(mktemp)
+  if ! ctest --test-dir "$top/build-fuzz" -j2 -V >"$log" 2>&1; then
+    status=1
+    grep -E -B40 'fuzz .*FAILED|\*\*\*Failed' "$log" | tail -120 || true
+  fi
+  grep -E '^[0-9]+: fuzz [a-z_]+: |tests passed' "$log" || true    # executions per target
+  rm -f "$log"
+else
+  echo "== fuzz targets skipped: clang not installed (scripts/deps.sh) =="
+fi
 exit $status
