@@ -38,7 +38,8 @@ class MailFlowTest(unittest.TestCase):
         # 127.0.0.2 is outside: the relay tests connect from there
         i.set_main_cf(mynetworks="127.0.0.1/32", minimal_backoff_time="1s",
                       maximal_backoff_time="2s", queue_run_delay="1s",
-                      message_size_limit="200000")
+                      message_size_limit="200000",
+                      smtp_dns_servers="127.0.0.1:9")   # no name server: foreign mail waits
         i.postctl("domain", "add", DOMAIN)
         i.postctl("user", "add", "alice@" + DOMAIN, "--password-stdin", input="alice-secret\n")
         i.postctl("user", "add", "bob@" + DOMAIN, "--password-stdin", input="bob-secret\n")
@@ -168,7 +169,7 @@ class MailFlowTest(unittest.TestCase):
             self.assertEqual(s.rcpt("alice@" + DOMAIN)[0], 250)   # our own users still OK
 
     def test_relay_allowed_from_mynetworks_is_queued(self):
-        # trusted client: accepted; with no smtp transport yet it stays deferred, never lost
+        # trusted client: accepted; while its domain cannot be resolved it stays deferred, never lost
         self.send(["someone@foreign.test"], make_message("relay"), sender="alice@" + DOMAIN)
         out = wait_until(lambda: "someone@foreign.test" in self.inst.postctl("queue", "list"), timeout=10)
         self.assertTrue(out, self.inst.postctl("queue", "list"))
