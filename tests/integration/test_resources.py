@@ -223,6 +223,59 @@ class LimitsTest(unittest.TestCase):
         again = wait_until(lambda: self.greets("127.0.0.2"), timeout=10)
         self.assertTrue(again, "no recovery after the sessions ended")
 
+    @unittest.skipUnless(is_root(), "lowering a daemon's open-file limit (prlimit) needs root")
+    def test_z_file_descriptor_exhaustion(self):    # last: the hard limit stays lowered
+        i = self.inst
+        pid = smtpd_pid(i)
+        in_use = len(os.listdir("/proc/%d/fd" % pid))
+        limit = in_use + 8
+        # as the daemon's own user: prlimit(2) needs that or CAP_SYS_RESOURCE, which a container lacks
+        r = subprocess.run(["setpriv", "--reuid=postern", "--regid=postern", "--clear-groups",
+                            "prlimit", "--pid", str(pid), "--nofile=%d:%d" % (limit, limit)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            self.skipTest("prlimit on smtpd refused here: " + r.stderr.strip())
+        try:
+            # one address each: the per-client limit of this class must not be what refuses them
+            conns = [socket.create_connection(("127.0.0.1", i.smtp_port), timeout=10,
+                                              source_address=("127.0.1.%d" % (n + 1), 0)) for n in range(24)]
+            greeted, waiting = [], []
+            for c in conns:
+                c.settimeout(3 if not greeted and not waiting else 0.5)
+                try:
+                    data = c.recv(512)
+                except socket.timeout:
+                    data = None
+                (greeted if data and data.startswith(b"220") else waiting).append(c)
+            self.assertTrue(greeted, "no session at all with %d descriptors" % limit)
+            self.assertTrue(waiting, "the descriptor limit was not reached")
+            # the process survived EMFILE; sessions ending make room for the waiting clients
+            self.assertEqual(smtpd_pid(i), pid)
+            for c in greeted:
+                c.close()
+            served, replies = 0, []
+            for c in waiting[:len(greeted) - 1]:
+                c.settimeout(10)
+                try:
+                    data = c.recv(512)
+                except socket.timeout:
+                    data = b"(timeout)"
+                replies.append(data[:60])
+                served += data.startswith(b"220")
+                c.close()
+            self.assertGreater(served, 0, "no waiting client served after descriptors were freed: %r; log:\n%s"
+                               % (replies, i.log()[-2500:]))
+            for c in waiting[len(greeted) - 1:]:
+                c.close()
+            FIGURES["fd limit %d: sessions, waiting, served after release" % limit] = \
+                "%d, %d, %d" % (len(greeted), len(waiting), served)
+        finally:
+            # the soft limit back up to the (now lowered) hard limit is all we can do; enough for the rest
+            subprocess.run(["setpriv", "--reuid=postern", "--regid=postern", "--clear-groups",
+                            "prlimit", "--pid", str(pid), "--nofile=%d:%d" % (limit, limit)])
+        self.assertTrue(wait_until(lambda: self.greets("127.0.0.4"), timeout=10))
+        self.assertEqual(smtpd_pid(i), pid, "smtpd was restarted")
+
     def greets(self, source):
         c = Client(self.inst.smtp_port, source=source, greet=False)
         code, text = c.read()
