@@ -10,6 +10,9 @@ bounded memory in smtpd, and recovery once the cause is gone.
   space returns;
 - connection limit: the client over smtpd_client_connection_count_limit gets
   421, and connects again once its other sessions end;
+- descriptor limit: smtpd at its open-file limit (lowered with prlimit) stays
+  up, leaves the connections it cannot accept waiting in the backlog, and
+  serves them as soon as sessions end;
 - a 1 GB message (refused at message_size_limit with 552, read and dropped,
   never buffered), 100,000 pipelined RCPTs (452 after smtpd_recipient_limit),
   a 10 MB header line: smtpd's peak RSS (VmHWM) stays bounded.
