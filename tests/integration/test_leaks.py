@@ -42,12 +42,17 @@ class LeakTest(unittest.TestCase):
                       smtpd_client_connection_rate_limit="0")
         i.postctl("domain", "add", DOMAIN)
         i.postctl("user", "add", "alice@" + DOMAIN, "--password-stdin", input="alice-pw\n")
-        i.start()
-        assert wait_until(lambda: i.port_open(i.port_base + 143), timeout=15)
-        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:     # something to FETCH
-            for n in range(5):
-                s.sendmail("a@outside.test", ["alice@" + DOMAIN], b"Subject: seed %d\r\n\r\nx\r\n" % n)
-        assert wait_until(lambda: len(os.listdir(i.path("mail", DOMAIN, "alice", "new"))) >= 5, timeout=20)
+        try:
+            i.start()
+            assert wait_until(lambda: i.port_open(i.port_base + 143), timeout=15)
+            with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:     # something to FETCH
+                for n in range(5):
+                    s.sendmail("a@outside.test", ["alice@" + DOMAIN], b"Subject: seed %d\r\n\r\nx\r\n" % n)
+            assert wait_until(lambda: len(os.listdir(i.path("mail", DOMAIN, "alice", "new"))) >= 5,
+                              timeout=20)
+        except BaseException:
+            i.cleanup()                 # unittest does not call tearDownClass then
+            raise
 
     @classmethod
     def tearDownClass(cls):

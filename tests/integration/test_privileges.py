@@ -84,7 +84,17 @@ def file_ids_under(root):
 class PrivilegesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.inst = i = Instance("priv")
+        cls.inst = Instance("priv")
+        cls.sessions = []
+        try:
+            cls.start_busy()
+        except BaseException:
+            cls.tearDownClass()         # unittest does not, when setUpClass fails
+            raise
+
+    @classmethod
+    def start_busy(cls):
+        i = cls.inst
         i.set_main_cf(auth_failure_delay="0")
         # every service of the default master.cf: enable the greylist line that ships commented out
         mcf = os.path.join(i.config_dir, "master.cf")
@@ -101,7 +111,6 @@ class PrivilegesTest(unittest.TestCase):
                       ("imap", 143), ("imaps", 993))}
         for port in cls.ports.values():     # implicit-TLS ports say nothing first: connect only
             assert wait_until(lambda: cls.accepts(port), timeout=15), "port %d; log:\n%s" % (port, i.log())
-        cls.sessions = []
         cls.busy_instance()
         # a daemon is root from exec until it drops privileges: wait until none of them is
         assert wait_until(cls.all_children_dropped, timeout=20), i.log()

@@ -195,7 +195,11 @@ class LimitsTest(unittest.TestCase):
                       smtpd_client_event_limit_exceptions="127.0.0.1/32")
         i.postctl("domain", "add", DOMAIN)
         i.postctl("user", "add", "alice@" + DOMAIN, "--password-stdin", input="alice-pw\n")
-        i.start()
+        try:
+            i.start()
+        except BaseException:
+            i.cleanup()                 # unittest does not call tearDownClass then
+            raise
 
     @classmethod
     def tearDownClass(cls):
