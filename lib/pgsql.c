@@ -85,8 +85,8 @@ static long long now_ms(void)
 void pgsql_settings_init(struct pgsql_settings *s)
 {
     memset(s, 0, sizeof(*s));
-    s->connect_timeout = 5;
-    s->query_timeout = 10;
+    s->connect_timeout = 3;            /* a daemon waits at most this per host ... */
+    s->query_timeout = 5;              /* ... and this per query */
     s->retry_interval = 10;
 }
 
