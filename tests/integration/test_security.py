@@ -92,7 +92,8 @@ class Instance1:
     def get(cls):
         if cls.inst is None:
             i = cls.inst = Instance("sec")
-            i.set_main_cf(auth_failure_delay="1s", auth_failure_delay_max="2s",
+            # 127.0.0.2 and up are the Internet: outside mynetworks
+            i.set_main_cf(mynetworks="127.0.0.1/32", auth_failure_delay="1s", auth_failure_delay_max="2s",
                           auth_failure_limit="3", auth_lockout_time="10m")
             i.postctl("domain", "add", DOMAIN)
             for u in ("alice", "bob", "carol"):
