@@ -453,6 +453,8 @@ void authd_passdb_init(struct service *svc)
         /* opened here, before the chroot: files and map configurations are outside it */
         if ((passdb_maps = maplist_open(maps, &err)) == NULL)
             msg_fatal("auth_passdb_maps = %s: %s", maps, sb_str(&err));
+        /* a hash: file outside the chroot cannot be reopened here: a fresh authd will */
+        service_watch_maps(svc, passdb_maps);
         sb_free(&err);
         msg_info("users from auth_passdb_maps = %s", maps);
         return;

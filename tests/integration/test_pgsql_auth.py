@@ -202,6 +202,15 @@ class HashPassdbTest(unittest.TestCase):
         self.assertEqual(smtp_login(i, "dan@example.test", "dan-pwx")[0], 535)
         self.assertIn("users from auth_passdb_maps = hash:", i.log())
 
+    def test_table_replaced_while_running(self):
+        i = self.inst
+        path = i.path("etc", "passdb")
+        with open(path, "a") as f:
+            f.write("ivy@example.test {PLAIN}ivy-pw\n")
+        i.postctl("map", "hash:" + path)
+        self.assertTrue(wait_until(lambda: smtp_login(i, "ivy@example.test", "ivy-pw")[0] == 235,
+                                   timeout=15, interval=0.5), i.log())
+
 
 if __name__ == "__main__":
     main()
