@@ -45,6 +45,7 @@ extern const char conf_pgsql_mailboxes_cf[];
 extern const char conf_pgsql_aliases_cf[];
 extern const char conf_pgsql_transport_cf[];
 extern const char conf_pgsql_passdb_cf[];
+extern const char conf_pgsql_mailbox_limits_cf[];
 
 /* The map files init writes, and the main.cf parameter each one serves. */
 static const struct {
@@ -59,6 +60,7 @@ static const struct {
     {"virtual_alias_maps", "aliases.cf", conf_pgsql_aliases_cf},
     {"transport_maps", "transport.cf", conf_pgsql_transport_cf},
     {"auth_passdb_maps", "passdb.cf", conf_pgsql_passdb_cf},
+    {"virtual_mailbox_limit_maps", "mailbox_limits.cf", conf_pgsql_mailbox_limits_cf},
 };
 #define PG_MAP_COUNT (sizeof(pg_maps) / sizeof(pg_maps[0]))
 

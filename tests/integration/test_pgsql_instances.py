@@ -143,6 +143,20 @@ class TwoInstancesTest(unittest.TestCase):
         b.inst.postctl("alias", "del", "team@" + DOMAIN)
         self.assertEqual(a.rcpt("team@" + DOMAIN), 550)
 
+    def test_quota_from_the_database(self):
+        # a quota set through one instance is enforced by the other's virtual agent
+        a, b = self.a, self.b
+        b.inst.postctl("user", "add", "quinn@" + DOMAIN, "--quota", "1K", "--password-stdin",
+                       input="quinn-pw\n")
+        self.assertIn("mailbox_limits.cf", a.inst.postctl("conf", "virtual_mailbox_limit_maps"))
+        with smtplib.SMTP(a.addr, a.inst.smtp_port, timeout=30) as s:
+            s.sendmail("sender@client.test", ["quinn@" + DOMAIN],
+                       b"Subject: too big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 30)
+        self.assertTrue(wait_until(lambda: "to=<quinn@%s>" % DOMAIN in a.inst.log()
+                                   and "mailbox full" in a.inst.log(), timeout=20), a.inst.log())
+        self.assertEqual(a.delivered("quinn", "too big"), [])
+        a.inst.postctl("user", "del", "quinn@" + DOMAIN)
+
     def test_domains_and_relay(self):
         a, b = self.a, self.b
         self.assertEqual(b.rcpt("x@backup.test"), 554)
