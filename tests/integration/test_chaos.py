@@ -75,9 +75,18 @@ class ChaosTest(unittest.TestCase):
         wait_until(lambda: i.port_open(i.smtp_port), timeout=15)
         self.restarts.append(time.time() - started)
 
-    def killer(self, stop, killed):
-        while len(killed) < KILLS and not stop.is_set():
-            time.sleep(random.uniform(0.2, 0.8))
+    def killer(self, stop, killed, progress):
+        # kills are paced by the messages sent, not by the clock, so that a fast or a slow
+        # machine gets the same number of them spread over the whole run
+        total = CONNECTIONS * PER_CONNECTION
+        moments = sorted(random.sample(range(total // 40, total - total // 40), KILLS + MASTER_KILLS))
+        for moment in moments:
+            if len(killed) >= KILLS:
+                break
+            while progress() < moment and not stop.is_set():
+                time.sleep(0.01)
+            if stop.is_set():
+                break
             masters = sum(1 for k in killed if k[0] == "master")
             if masters < MASTER_KILLS and random.random() < 0.15:
                 pid = self.inst.master_pid()
@@ -86,8 +95,12 @@ class ChaosTest(unittest.TestCase):
                     killed.append(("master", pid))
                     self.restart_master()
                 continue
-            procs = self.victims()
-            names = [n for n in VICTIMS if procs[n]]
+            for _ in range(40):                 # master may be restarting its children
+                procs = self.victims()
+                names = [n for n in VICTIMS if procs[n]]
+                if names:
+                    break
+                time.sleep(0.05)
             if not names:
                 continue
             name = random.choice(names)
@@ -134,7 +147,8 @@ class ChaosTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: all(self.victims().values()), timeout=15))
         accepted, failed, killed = [], [], []
         stop = threading.Event()
-        kthread = threading.Thread(target=self.killer, args=(stop, killed))
+        kthread = threading.Thread(target=self.killer,
+                                   args=(stop, killed, lambda: len(accepted) + len(failed)))
         kthread.start()
         senders = [threading.Thread(target=self.sender, args=(n, accepted, failed))
                    for n in range(CONNECTIONS)]
