@@ -25,7 +25,8 @@ def is_root():
 
 
 def port_free(port):
-    for family, addr in ((socket.AF_INET, "127.0.0.1"),):
+    # 127.0.0.2 too: the two-instance tests (backup MX, shared database) put one there
+    for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "127.0.0.2")):
         s = socket.socket(family, socket.SOCK_STREAM)
         try:
             s.bind((addr, port))
