@@ -131,6 +131,9 @@ void qmgr_message_flush(struct qmgr_message *msg);  /* write dirty status record
 /* qmgr_rcpt_result - record a recipient's result in memory; logs when log_it */
 void qmgr_rcpt_result(struct qmgr_message *msg, size_t i, enum queue_rcpt_state state,
                       const char *dsn, const char *text, const char *relay, bool log_it);
+/* qmgr_message_copy - bytes [off, off+len) of msg's queue file into w (alias expansion, DSNs) */
+int qmgr_message_copy(struct qmgr_message *msg, uint64_t off, uint64_t len, struct queue_writer *w,
+                      struct strbuf *err);
 int64_t qmgr_backoff(uint32_t attempts, long long min_backoff, long long max_backoff);
 
 /* qmgr_bounce.c */

@@ -62,7 +62,6 @@
 
 #include "qmgr.h"
 
-#define COPY_CHUNK (64 * 1024)
 
 static struct {
     char   *myhostname;
@@ -210,35 +209,6 @@ static void notice_add(struct notice *nt, const struct qmgr_message *msg, size_t
     nt->idx[nt->n++] = i;
 }
 
-/* copy_range - bytes [off, off+len) of the queue file into the writer */
-static int copy_range(struct qmgr_message *msg, uint64_t off, uint64_t len, struct queue_writer *w,
-                      struct strbuf *err)
-{
-    char   *buf = xmalloc(COPY_CHUNK);
-    int     ret = 0;
-
-    while (len > 0) {
-        size_t  want = len < COPY_CHUNK ? (size_t) len : COPY_CHUNK;
-        ssize_t n = pread(msg->fd, buf, want, (off_t) off);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            sb_printf(err, "read queue file: %s", n < 0 ? strerror(errno) : "unexpected end of file");
-            ret = -1;
-            break;
-        }
-        if (queue_writer_write(w, buf, (size_t) n, err) != 0) {
-            ret = -1;
-            break;
-        }
-        off += (uint64_t) n;
-        len -= (uint64_t) n;
-    }
-    free(buf);
-    return ret;
-}
-
 /* header_bytes - the length of the original's header section (within bounce_size_limit) */
 static int header_bytes(struct qmgr_message *msg, uint64_t *len, struct strbuf *err)
 {
@@ -338,7 +308,7 @@ static int queue_notice(struct qmgr_message *msg, const struct notice *nt, bool 
     if (w == NULL)
         goto out;
     if (queue_writer_write(w, head.data, sb_len(&head), err) != 0
-        || copy_range(msg, msg->qf.message_offset, part_len, w, err) != 0
+        || qmgr_message_copy(msg, msg->qf.message_offset, part_len, w, err) != 0
         || queue_writer_write(w, tail.data, sb_len(&tail), err) != 0) {
         queue_writer_abort(w);
         goto out;

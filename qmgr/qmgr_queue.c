@@ -3,7 +3,7 @@
  *
  * Interface (qmgr.h): qmgr_queue_start(), qmgr_queue_stop(),
  * qmgr_queue_notify(), qmgr_queue_flush(), qmgr_message_done(),
- * qmgr_message_flush(), qmgr_rcpt_result(), qmgr_backoff().
+ * qmgr_message_flush(), qmgr_rcpt_result(), qmgr_backoff(), qmgr_message_copy().
  *
  * Every queue ID qmgr knows is in one hash table with where it is: waiting
  * for an active slot (the todo list, FIFO), active, or deferred with its
@@ -710,4 +710,35 @@ void qmgr_message_done(struct qmgr_message *msg)
     }
     sb_free(&err);
     pump_request();
+}
+
+#define COPY_CHUNK (64 * 1024)
+
+/* qmgr_message_copy - bytes [off, off+len) of msg's queue file into the writer */
+int qmgr_message_copy(struct qmgr_message *msg, uint64_t off, uint64_t len, struct queue_writer *w,
+                      struct strbuf *err)
+{
+    char   *buf = xmalloc(COPY_CHUNK);
+    int     ret = 0;
+
+    while (len > 0) {
+        size_t  want = len < COPY_CHUNK ? (size_t) len : COPY_CHUNK;
+        ssize_t n = pread(msg->fd, buf, want, (off_t) off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            sb_printf(err, "read queue file: %s", n < 0 ? strerror(errno) : "unexpected end of file");
+            ret = -1;
+            break;
+        }
+        if (queue_writer_write(w, buf, (size_t) n, err) != 0) {
+            ret = -1;
+            break;
+        }
+        off += (uint64_t) n;
+        len -= (uint64_t) n;
+    }
+    free(buf);
+    return ret;
 }

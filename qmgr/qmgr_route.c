@@ -62,7 +62,6 @@
 
 #include "qmgr.h"
 
-#define COPY_CHUNK (64 * 1024)
 
 /* The expansion of a message: final addresses and the recipient each came from. */
 struct expanded {
@@ -104,35 +103,6 @@ static bool same_recipients(const struct queue_envelope *env, const struct expan
     return true;
 }
 
-/* copy_message - the message part of the old file into the writer */
-static int copy_message(struct qmgr_message *msg, struct queue_writer *w, struct strbuf *err)
-{
-    char   *buf = xmalloc(COPY_CHUNK);
-    uint64_t off = msg->qf.message_offset, left = msg->qf.message_length;
-    int     ret = 0;
-
-    while (left > 0) {
-        size_t  want = left < COPY_CHUNK ? (size_t) left : COPY_CHUNK;
-        ssize_t n = pread(msg->fd, buf, want, (off_t) off);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            sb_printf(err, "read queue file: %s", n < 0 ? strerror(errno) : "unexpected end of file");
-            ret = -1;
-            break;
-        }
-        if (queue_writer_write(w, buf, (size_t) n, err) != 0) {
-            ret = -1;
-            break;
-        }
-        off += (uint64_t) n;
-        left -= (uint64_t) n;
-    }
-    free(buf);
-    return ret;
-}
-
 /* rewrite - a new queue file with the expanded recipients; 0 with new_id */
 static int rewrite(struct qmgr_message *msg, const struct expanded *x, char new_id[QUEUE_ID_LEN + 1],
                    struct strbuf *err)
@@ -163,7 +133,7 @@ static int rewrite(struct qmgr_message *msg, const struct expanded *x, char new_
     }
     w = queue_writer_create(qmgr.queue_dirfd, &env, err);
     if (w != NULL) {
-        if (copy_message(msg, w, err) != 0) {
+        if (qmgr_message_copy(msg, msg->qf.message_offset, msg->qf.message_length, w, err) != 0) {
             queue_writer_abort(w);
         } else if (queue_writer_commit(w, err) == 0) {
             snprintf(new_id, QUEUE_ID_LEN + 1, "%s", env.queue_id);
