@@ -32,9 +32,11 @@
  * exits when its clients are done, without hurrying them. SIGPIPE is ignored: a vanished
  * client is an EPIPE to handle, not a reason to die.
  *
- * The process also retires when master dies (PR_SET_PDEATHSIG, plus a
- * getppid() check every few seconds for the case the signal cannot cover:
- * the parent died before we set it), and when a map registered with
+ * The process also stops when master dies: master arms PR_SET_PDEATHSIG
+ * before exec and names itself in POSTERN_MASTER_PID, and getppid() is
+ * compared with that pid once the loop runs and every few seconds, for the
+ * moments the signal cannot cover (master died before it was armed, or while
+ * the credential change had cleared it). It also retires when a map registered with
  * service_watch_maps() was replaced beyond reach (checked every minute).
  *
  * Diagnostics: configuration and set-up errors are fatal ("fatal: ..." and
@@ -44,6 +46,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -391,14 +394,22 @@ static void accept_ready(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* check_parent - master is gone: nobody will stop or replace us */
+/* stop_if_orphaned - master is gone: nobody would stop or replace us, so stop as on SIGTERM */
+static void stop_if_orphaned(void)
+{
+    if (getppid() == orig_ppid || grace_ev != NULL)
+        return;
+    msg_info("stopping: master process (pid %ld) went away", (long) orig_ppid);
+    service_stop();
+}
+
+/* check_parent - the periodic look for a vanished master */
 static void check_parent(evutil_socket_t fd, short what, void *arg)
 {
     (void) fd;
     (void) what;
     (void) arg;
-    if (getppid() != orig_ppid)
-        service_retire(&svc, "master process went away");
+    stop_if_orphaned();
 }
 
 /* check_maps - retire when a watched table was replaced beyond reach */
@@ -434,7 +445,26 @@ void service_watch_maps(struct service *s, struct maplist *list)
     }
 }
 
-/* set_death_signal - SIGTERM when master dies; notice if it already has */
+/* master_pid - who started us: master says so (it may be gone already); else our parent */
+static pid_t master_pid(void)
+{
+    const char *value = getenv("POSTERN_MASTER_PID");
+    char   *end;
+    long    pid;
+
+    if (value == NULL)
+        return getppid();
+    errno = 0;
+    pid = strtol(value, &end, 10);
+    if (*value == '\0' || *end != '\0' || errno != 0 || pid <= 1 || pid > INT32_MAX) {
+        msg_warn("ignoring bad POSTERN_MASTER_PID \"%.20s\"", value);
+        pid = getppid();
+    }
+    unsetenv("POSTERN_MASTER_PID");     /* not for our own children */
+    return (pid_t) pid;
+}
+
+/* set_death_signal - SIGTERM when master dies */
 static void set_death_signal(void)
 {
     if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0)
@@ -584,9 +614,9 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
     ensure_std_fds();
     signal(SIGPIPE, SIG_IGN);
     block_hup(true);                    /* until start_events() can act on a reload */
-    orig_ppid = getppid();
-    set_death_signal();
     log_init(NULL, ops->program);
+    orig_ppid = master_pid();
+    set_death_signal();
     if (ops->accept == NULL)
         msg_panic("service_main: %s has no accept handler", ops->program);
 
@@ -668,8 +698,7 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
         ops->ready(&svc);
     msg_info("daemon started -- service %s, configuration %s%s", svc.service_name, config_dir,
              svc.unprivileged ? " (unprivileged)" : "");
-    if (getppid() != orig_ppid)
-        service_retire(&svc, "master process went away");
+    stop_if_orphaned();
 
     if (!exit_requested)
         event_base_dispatch(svc.base);

@@ -12,9 +12,11 @@
  * POSTERN_LISTEN_FDS), the write end of a status pipe after them (its number
  * in POSTERN_STATUS_FD: a child writes "R" there when it retires on its own,
  * e.g. because a table changed, and master starts its successor at once, so
- * the port is never left unserved while the old process finishes), /dev/null on stdin and stdout (and stderr, unless
- * master runs in the foreground), default signal handling, an empty signal
- * mask, and nothing else open. It runs
+ * the port is never left unserved while the old process finishes), master's
+ * pid in POSTERN_MASTER_PID with SIGTERM as its parent-death signal,
+ * /dev/null on stdin and stdout (and stderr, unless master runs in the
+ * foreground), default signal handling, an empty signal mask, and nothing
+ * else open. It runs
  *   $daemon_directory/COMMAND -c CONFIG_DIR -n SERVICE -t inet|unix [-u] [-r] [-v] ARGS...
  * so /proc/PID/cmdline tells which service a process belongs to.
  *
@@ -33,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,13 +95,22 @@ static void close_from(int lowfd)
 
 /* child_exec - in the new process: set up descriptors, environment, signals; exec */
 static void __attribute__((noreturn)) child_exec(struct master_state *ms, struct master_serv *serv,
-                                                  char **argv, int *high, int status_w)
+                                                  char **argv, int *high, int status_w, pid_t master_pid)
 {
     size_t  n = serv->nlisteners;
     sigset_t only_hup;
     char    count[24];
     char    status_fd[24];
+    char    master_pid_text[24];
     int     null;
+
+    /*
+     * Die with master, and notice if it died before the signal was armed: an
+     * orphan would keep serving (and holding the service's ports) with nobody
+     * to stop it. The signal survives exec; the service checks the pid again.
+     */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0 || getppid() != master_pid)
+        _exit(0);
 
     for (int sig = 1; sig < NSIG; sig++)
         (void) signal(sig, SIG_DFL);
@@ -132,7 +144,9 @@ static void __attribute__((noreturn)) child_exec(struct master_state *ms, struct
 
     snprintf(count, sizeof(count), "%zu", n);
     snprintf(status_fd, sizeof(status_fd), "%zu", 3 + n);
-    if (setenv("POSTERN_LISTEN_FDS", count, 1) < 0 || setenv("POSTERN_STATUS_FD", status_fd, 1) < 0)
+    snprintf(master_pid_text, sizeof(master_pid_text), "%ld", (long) master_pid);
+    if (setenv("POSTERN_LISTEN_FDS", count, 1) < 0 || setenv("POSTERN_STATUS_FD", status_fd, 1) < 0
+        || setenv("POSTERN_MASTER_PID", master_pid_text, 1) < 0)
         _exit(126);
     /* A reload's SIGHUP right after the fork must not kill a daemon that cannot take it yet:
      * it stays pending (blocked across exec) until the service unblocks it (lib/service.c). */
@@ -173,6 +187,7 @@ static bool spawn_one(struct master_state *ms, struct master_serv *serv)
     int    *high = xcalloc(serv->nlisteners + 2, sizeof(int));
     int     status_pipe[2];
     sigset_t all, saved;
+    pid_t   master_pid = getpid();
     pid_t   pid;
 
     if (pipe2(status_pipe, O_CLOEXEC) < 0) {
@@ -190,7 +205,7 @@ static bool spawn_one(struct master_state *ms, struct master_serv *serv)
     sigprocmask(SIG_BLOCK, &all, &saved);
     pid = fork();
     if (pid == 0)
-        child_exec(ms, serv, argv, high, status_pipe[1]);
+        child_exec(ms, serv, argv, high, status_pipe[1], master_pid);
     sigprocmask(SIG_SETMASK, &saved, NULL);
     free(argv);
     free(high);

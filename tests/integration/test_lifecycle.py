@@ -212,6 +212,55 @@ class RunningTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: i.port_open(i.smtp_port)))
         self.assertIn("killed by signal 9", i.log())
 
+    def test_daemons_follow_a_killed_master(self):
+        # a client in session must not keep an orphaned smtpd (and its ports) alive
+        i = self.inst
+        master = i.master_pid()
+        kids = children_of(master)
+        session = smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30)
+        session.ehlo("orphan.example")
+        os.kill(master, signal.SIGKILL)
+        left = lambda: [p for p in kids if os.path.exists("/proc/%d" % p)
+                        and proc_status(p).get("State", "Z")[0] != "Z"]
+        self.assertTrue(wait_until(lambda: not left(), timeout=20),
+                        "still running after master died: %s" % [cmdline(p) for p in left()])
+        session.close()
+        i.start()
+        self.assertTrue(wait_until(lambda: i.port_open(i.smtp_port), timeout=15), i.log()[-2000:])
+
+    def run_daemon(self, master_pid):
+        """smtpd started by hand as master would start it, claiming master_pid as its master."""
+        i = self.inst
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        env = dict(os.environ, POSTERN_LISTEN_FDS="1", POSTERN_MASTER_PID=str(master_pid))
+        # the listener at fd 3, where master puts it (sh's redirection, then exec: we stay the parent)
+        proc = subprocess.Popen(["/bin/sh", "-c", 'exec "$0" "$@" 3<&%d' % sock.fileno(),
+                                 os.path.join(i.bin, "smtpd"), "-c", i.config_dir, "-n", "by-hand"],
+                                env=env, pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL)
+        sock.close()
+        return proc
+
+    def test_daemon_born_after_master_died_stops(self):
+        # master was killed between fork and the daemon's start-up: the daemon must notice
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        orphan = self.run_daemon(gone.pid)
+        try:
+            self.assertEqual(orphan.wait(timeout=20), 0)
+        finally:
+            orphan.kill()
+        self.assertIn("master process (pid %d) went away" % gone.pid, self.inst.log())
+        # the control: with its master (us) alive, the same daemon stays up
+        kept = self.run_daemon(os.getpid())
+        try:
+            with self.assertRaises(subprocess.TimeoutExpired):
+                kept.wait(timeout=7)        # past the service's periodic parent check
+        finally:
+            kept.kill()
+            kept.wait()
+
     def listener_inodes(self, pid):
         inodes = set()
         for fd in os.listdir("/proc/%d/fd" % pid):
