@@ -110,7 +110,7 @@ struct queue_writer {
     uint32_t msg_crc;
     unsigned char *buf;                 /* message bytes not yet written */
     size_t  buf_len;
-    int     failed;                     /* an earlier write failed: commit must fail too */
+    int     failed;                     /* errno of an earlier failed write (0: none): commit must fail too */
 };
 
 /* Little-endian integer coding. */
@@ -629,6 +629,7 @@ struct queue_writer *queue_writer_create(int queue_dirfd, struct queue_envelope 
     unsigned char *p;
     size_t  size_pos;
     int     tries;
+    int     saved;
 
     if (env->arrival <= 0)
         env->arrival = (int64_t) time(NULL);
@@ -644,7 +645,8 @@ struct queue_writer *queue_writer_create(int queue_dirfd, struct queue_envelope 
             break;
     }
     if (w->fd < 0) {
-        sb_printf(err, "create %s: %s", sb_str(&path), strerror(errno));
+        saved = errno;
+        sb_printf(err, "create %s: %s", sb_str(&path), strerror(saved));
         goto fail;
     }
     memcpy(env->queue_id, w->id, sizeof(w->id));
@@ -678,13 +680,26 @@ struct queue_writer *queue_writer_create(int queue_dirfd, struct queue_envelope 
     return w;
 
 fail_unlink:
+    saved = EINVAL;                     /* the envelope, not the file system */
     unlinkat(queue_dirfd, sb_str(&path), 0);
     close(w->fd);
 fail:
     sb_free(&envelope);
     sb_free(&path);
     free(w);
+    errno = saved;
     return NULL;
+}
+
+/* writer_failed - a write failed: remember it (errno), say so in err; -1 with errno kept */
+static int writer_failed(struct queue_writer *w, struct strbuf *err)
+{
+    int     saved = errno;
+
+    sb_printf(err, "write incoming/%s.tmp: %s", w->id, strerror(saved));
+    w->failed = saved ? saved : EIO;
+    errno = w->failed;
+    return -1;
 }
 
 /* writer_flush - write the buffered message bytes at their place in the file */
@@ -692,11 +707,8 @@ static int writer_flush(struct queue_writer *w, struct strbuf *err)
 {
     if (w->buf_len == 0)
         return 0;
-    if (pwrite_full(w->fd, w->buf, w->buf_len, w->msg_offset + w->msg_len - w->buf_len) < 0) {
-        sb_printf(err, "write incoming/%s.tmp: %s", w->id, strerror(errno));
-        w->failed = 1;
-        return -1;
-    }
+    if (pwrite_full(w->fd, w->buf, w->buf_len, w->msg_offset + w->msg_len - w->buf_len) < 0)
+        return writer_failed(w, err);
     w->buf_len = 0;
     return 0;
 }
@@ -707,6 +719,7 @@ int queue_writer_write(struct queue_writer *w, const void *data, size_t len, str
 
     if (w->failed) {
         sb_printf(err, "write incoming/%s.tmp: an earlier write failed", w->id);
+        errno = w->failed;
         return -1;
     }
     w->msg_crc = crc32_update(w->msg_crc, data, len);
@@ -715,11 +728,8 @@ int queue_writer_write(struct queue_writer *w, const void *data, size_t len, str
 
         if (w->buf_len == 0 && len >= QF_IO_CHUNK) {
             /* Big pieces go straight to the file, skipping a copy. */
-            if (pwrite_full(w->fd, p, len, w->msg_offset + w->msg_len) < 0) {
-                sb_printf(err, "write incoming/%s.tmp: %s", w->id, strerror(errno));
-                w->failed = 1;
-                return -1;
-            }
+            if (pwrite_full(w->fd, p, len, w->msg_offset + w->msg_len) < 0)
+                return writer_failed(w, err);
             w->msg_len += len;
             return 0;
         }
@@ -759,11 +769,13 @@ int queue_writer_commit(struct queue_writer *w, struct strbuf *err)
     char    final_name[64];
     char    digits[QF_SIZE_DIGITS + 1];
     int     dfd;
+    int     saved;
 
     snprintf(tmp_name, sizeof(tmp_name), "incoming/%s.tmp", w->id);
     snprintf(final_name, sizeof(final_name), "incoming/%s", w->id);
     if (w->failed) {
         sb_printf(err, "write %s: an earlier write failed", tmp_name);
+        errno = w->failed;
         goto fail;
     }
     if (writer_flush(w, err) < 0)
@@ -804,8 +816,10 @@ int queue_writer_commit(struct queue_writer *w, struct strbuf *err)
         sb_printf(err, "fsync directory incoming: %s", strerror(errno));
         if (dfd >= 0)
             close(dfd);
+        saved = errno;
         unlinkat(w->dirfd, final_name, 0);
         writer_free(w);
+        errno = saved;
         return -1;
     }
     close(dfd);
@@ -813,8 +827,10 @@ int queue_writer_commit(struct queue_writer *w, struct strbuf *err)
     return 0;
 
 fail:
+    saved = errno;
     unlinkat(w->dirfd, tmp_name, 0);
     writer_free(w);
+    errno = saved;
     return -1;
 }
 

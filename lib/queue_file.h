@@ -101,7 +101,8 @@ struct queue_file {
 void queue_id_new(char id[QUEUE_ID_LEN + 1]);
 bool queue_id_valid(const char *name);
 
-/* Writing: create, stream the message, commit (or abort). */
+/* Writing: create, stream the message, commit (or abort). Failures leave errno set
+ * (ENOSPC/EDQUOT: out of space), so that callers can tell a full disk from other errors. */
 struct queue_writer;
 /* queue_writer_create - dirfd: the queue directory; file made as incoming/ID.tmp. env->queue_id is filled in. */
 struct queue_writer *queue_writer_create(int queue_dirfd, struct queue_envelope *env, struct strbuf *err);

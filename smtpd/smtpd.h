@@ -126,7 +126,7 @@ struct smtpd_store {
     const char *name;
     /* open - a handle for one message; NULL with a 4xx/5xx reply to refuse DATA */
     void   *(*open)(const struct smtpd_envelope *env, struct strbuf *reply);
-    /* write - append content; -1: the store failed (the message will be discarded) */
+    /* write - append content; -1 with errno: the store failed (the message will be discarded) */
     int     (*write)(void *msg, const char *data, size_t len);
     /* commit - store for good (msg is taken); done later; returns a handle for forget */
     void   *(*commit)(void *msg, smtpd_store_done_fn done, void *ctx);
@@ -308,7 +308,7 @@ struct smtpd_data {
     bool    bare_cr;                    /* a CR not followed by LF */
     bool    bare_lf;                    /* an LF not preceded by CR */
     bool    too_big;
-    bool    store_failed;
+    int     store_errno;                /* the store's write failed with this errno; 0: it did not */
     struct strbuf out;                  /* unstuffed content not yet written */
 };
 
@@ -321,6 +321,8 @@ void smtpd_data_begin(struct smtpd_data *d, const struct smtpd_store *store, voi
 enum smtpd_data_status smtpd_data_read(struct smtpd_data *d, struct evbuffer *in);
 /* smtpd_data_chunk - BDAT content: to the store as it is, counted against the limit */
 void smtpd_data_chunk(struct smtpd_data *d, const void *data, size_t len);
+/* smtpd_store_error_reply - what a store failure with errno errnum tells the client: 452 when out of space */
+const char *smtpd_store_error_reply(int errnum);
 /* smtpd_data_problem - after the last byte: the reply if the message cannot be stored */
 bool smtpd_data_problem(struct smtpd_data *d, struct strbuf *reply);
 /* smtpd_data_commit - no problem and the checks passed: store it; done(ctx, reply) later */

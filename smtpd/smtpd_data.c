@@ -24,8 +24,10 @@
  * limit. A bare LF in a chunk is then a line end, as Postfix takes it.
  *
  * Diagnostics: the final reply is "550 5.5.2" for bare CR/LF, "552 5.3.4" for
- * size, "451 4.3.0" when the store failed, else whatever the store says.
+ * size, "452 4.3.1" when the store ran out of space and "451 4.3.0" when it
+ * failed otherwise, else whatever the store says.
  */
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/uio.h>
@@ -57,7 +59,7 @@ void smtpd_data_begin(struct smtpd_data *d, const struct smtpd_store *store, voi
     d->limit = limit;
     d->bare_cr = d->bare_lf = false;
     d->too_big = false;
-    d->store_failed = false;
+    d->store_errno = 0;
     sb_reset(&d->out);
 }
 
@@ -66,9 +68,9 @@ static void flush(struct smtpd_data *d)
 {
     if (sb_len(&d->out) == 0)
         return;
-    if (!d->too_big && !d->store_failed && d->msg != NULL
+    if (!d->too_big && !d->store_errno && d->msg != NULL
         && d->store->write(d->msg, sb_str(&d->out), sb_len(&d->out)) < 0)
-        d->store_failed = true;
+        d->store_errno = errno ? errno : EIO;
     sb_reset(&d->out);
 }
 
@@ -80,7 +82,7 @@ static void emit(struct smtpd_data *d, const void *data, size_t len)
         d->too_big = true;
         sb_reset(&d->out);
     }
-    if (d->too_big || d->store_failed)
+    if (d->too_big || d->store_errno)
         return;
     sb_append(&d->out, data, len);
     if (sb_len(&d->out) >= SMTPD_DATA_CHUNK)
@@ -189,6 +191,18 @@ void smtpd_data_chunk(struct smtpd_data *d, const void *data, size_t len)
     emit(d, data, len);
 }
 
+/*
+ * smtpd_store_error_reply - a full file system is the client's cue to retry
+ * later ("452 4.3.1", RFC 3463's mail system full); anything else is
+ * Postfix's queue file write error.
+ */
+const char *smtpd_store_error_reply(int errnum)
+{
+    if (errnum == ENOSPC || errnum == EDQUOT)
+        return "452 4.3.1 Insufficient system storage";
+    return "451 4.3.0 Error: queue file write error";
+}
+
 /* smtpd_data_problem - after the last byte: the reply if the message cannot be stored */
 bool smtpd_data_problem(struct smtpd_data *d, struct strbuf *reply)
 {
@@ -198,8 +212,8 @@ bool smtpd_data_problem(struct smtpd_data *d, struct strbuf *reply)
         sb_puts(reply, "550 5.5.2 Error: bare <CR> or <LF> received");
     else if (d->too_big)
         sb_puts(reply, "552 5.3.4 Error: message file too big");
-    else if (d->store_failed)
-        sb_puts(reply, "451 4.3.0 Error: queue file write error");
+    else if (d->store_errno)
+        sb_puts(reply, smtpd_store_error_reply(d->store_errno));
     return sb_len(reply) > 0;
 }
 

@@ -11,8 +11,9 @@
  * that queue files hold. commit() has the writer fsync the file and rename
  * it to incoming/ID; only when that succeeded is the reply "250 2.0.0 Ok:
  * queued as ID". Every failure gives "451 4.3.0 Error: queue file write
- * error" and aborts the writer, which removes the temporary file: nothing is
- * left behind and the client keeps the message.
+ * error" ("452 4.3.1 Insufficient system storage" when the file system is
+ * full: smtpd_store_error_reply) and aborts the writer, which removes the
+ * temporary file: nothing is left behind and the client keeps the message.
  *
  * The commit's fsyncs and renames run in a few worker threads
  * (SMTPD_COMMIT_THREADS, lib/worker_pool.h), not in the event loop: one
@@ -31,7 +32,7 @@
  * system has less than 1.5 * (queue_minfree + SIZE) free, queue_minfree
  * being $message_size_limit when 0, as Postfix does: the client retries
  * later instead of sending a message that could not be stored. Space that
- * runs out in the middle of a message is a write error (451 4.3.0).
+ * runs out in the middle of a message gives the same 452 after its end.
  *
  * Duplicate recipients (compared without case, as the tables compare) are
  * stored once, as Postfix's cleanup does.
@@ -82,6 +83,7 @@ struct commit_job {
     smtpd_store_done_fn done;           /* NULL once forgotten */
     void   *ctx;
     int     rc;                         /* set by the thread */
+    int     errnum;                     /* and why it failed */
     struct strbuf err;
 };
 
@@ -226,6 +228,7 @@ static void *queue_open(const struct smtpd_envelope *env, struct strbuf *reply)
     struct strbuf err = STRBUF_INIT;
     struct strbuf hdr = STRBUF_INIT;
     const struct smtpd_settings *set;
+    int     errnum = EIO;
 
     if (q.srv == NULL || q.dirfd < 0)
         msg_panic("smtpd_queue: store used before smtpd_queue_init");
@@ -241,6 +244,7 @@ static void *queue_open(const struct smtpd_envelope *env, struct strbuf *reply)
     envelope_fill(&m->env, env);
     m->w = queue_writer_create(q.dirfd, &m->env, &err);
     if (m->w == NULL) {
+        errnum = errno;
         msg_warn("%s: cannot create a queue file: %s", env->client, sb_str(&err));
         goto fail;
     }
@@ -254,6 +258,7 @@ static void *queue_open(const struct smtpd_envelope *env, struct strbuf *reply)
                                 m->env.nrcpt == 1 ? m->env.rcpts[0].address : NULL,
                                 (time_t) m->env.arrival);
     if (queue_writer_write(m->w, sb_str(&hdr), sb_len(&hdr), &err) != 0) {
+        errnum = errno;
         msg_warn("%s: queue file write error: %s", m->env.queue_id, sb_str(&err));
         queue_writer_abort(m->w);
         goto fail;
@@ -263,7 +268,7 @@ static void *queue_open(const struct smtpd_envelope *env, struct strbuf *reply)
     return m;
 
   fail:
-    sb_set(reply, "451 4.3.0 Error: queue file write error");
+    sb_set(reply, smtpd_store_error_reply(errnum));
     msg_free(m);
     sb_free(&hdr);
     sb_free(&err);
@@ -301,11 +306,15 @@ static int queue_write(void *msg, const char *data, size_t len)
     }
     if (sb_len(&m->buf) > 0
         && queue_writer_write(m->w, sb_str(&m->buf), sb_len(&m->buf), &err) != 0) {
+        ret = -errno;
         msg_warn("%s: queue file write error: %s", m->env.queue_id, sb_str(&err));
-        ret = -1;
     }
     sb_free(&err);
-    return ret;
+    if (ret < 0) {
+        errno = -ret;                   /* for the DATA reader's reply */
+        return -1;
+    }
+    return 0;
 }
 
 /* monotonic_secs - seconds on a clock that does not jump */
@@ -435,12 +444,15 @@ static void commit_work(void *arg)
         /* Cannot happen after the DATA reader's checks; keep the byte anyway. */
         m->pending_cr = false;
         if (queue_writer_write(m->w, "\r", 1, &job->err) != 0) {
+            job->errnum = errno;
             queue_writer_abort(m->w);
             job->rc = -1;
         }
     }
-    if (job->rc == 0 && queue_writer_commit(m->w, &job->err) != 0)
+    if (job->rc == 0 && queue_writer_commit(m->w, &job->err) != 0) {
+        job->errnum = errno;
         job->rc = -1;
+    }
     m->w = NULL;
 }
 
@@ -458,7 +470,7 @@ static void commit_finished(void *arg)
         qmgr_notify(id);
     } else {
         msg_warn("%s: queue file write error: %s", id, sb_str(&job->err));
-        sb_puts(&reply, "451 4.3.0 Error: queue file write error");
+        sb_puts(&reply, smtpd_store_error_reply(job->errnum));
     }
     if (job->done != NULL)
         job->done(job->ctx, sb_str(&reply));

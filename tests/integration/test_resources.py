@@ -143,6 +143,20 @@ class FullFileSystemTest(unittest.TestCase):
         c.cmd("RSET")
         code, text = c.cmd("MAIL FROM:<a@outside.test> SIZE=1000000")
         self.assertEqual(code, 452, text)
+        # space that runs out in the middle of a message: 452 after its end, nothing kept
+        os.unlink(filler)
+        c.cmd("RSET")
+        self.assertEqual(c.cmd("MAIL FROM:<a@outside.test>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<alice@example.test>")[0], 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        line = b"x" * 998 + b"\r\n"
+        c.send(b"Subject: cut short\r\n\r\n" + line * 100)
+        filler = fill(queue, 0)
+        c.send(line * 700)
+        code, text = c.cmd(".")
+        self.assertEqual(code, 452, text)
+        self.assertIn("4.3.1", text)
+        FIGURES["queue full mid-message: reply after the end"] = text
         c.close()
         # nothing half-written
         self.assertEqual([f for f in os.listdir(os.path.join(queue, "incoming"))], [])
