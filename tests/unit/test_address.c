@@ -74,6 +74,7 @@ struct bad_case {
 
 static const struct bad_case bad_cases[] = {
     {"<>", 0, "null address not allowed"},
+    {"<>iiii", ADDRESS_ALLOW_NULL, "text after address"},      /* found by fuzz_address */
     {"", ADDRESS_ALLOW_NULL, "empty address"},
     {"<", ADDRESS_ALLOW_NULL, "missing closing '>'"},
     {"<a@b", 0, "missing closing '>'"},

@@ -735,6 +735,17 @@ static void exercise(const char *data, size_t len)
     sb_free(&out), sb_free(&err);
 }
 
+/* fuzz_mime's find: a group whose last member is junk made ENVELOPE read past the value's NUL */
+static void regress_group_junk_at_end(void **state)
+{
+    static const char msg[] =
+        "To: undisclose\xb5" "d-recipients:;\r\nCce\xb5" "d-recipients:;\r\n"
+        "Cc: list: a@bm: =?iso-8859-1?b?Y2Fm6Q==?= ef@X>\r@\n<-Long:\r\n folded\r\n\tline\r\n\r\n";
+
+    (void) state;
+    exercise(msg, sizeof(msg) - 1);
+}
+
 static void hostile_deep(void **state)
 {
     struct strbuf s = STRBUF_INIT;
@@ -886,6 +897,7 @@ int main(void)
         cmocka_unit_test(decode_body),
         cmocka_unit_test(dates),
         cmocka_unit_test(crlf_helpers),
+        cmocka_unit_test(regress_group_junk_at_end),
         cmocka_unit_test(hostile_deep),
         cmocka_unit_test(hostile_many_parts),
         cmocka_unit_test(hostile_unterminated),
