@@ -9,20 +9,17 @@ the queue drains, nothing is in corrupt/, and no daemon crashed by itself.
 test_crash.py covers qmgr and virtual alone with more deliveries under way;
 this one adds the front (smtpd) and the supervisor (master).
 """
-import glob
 import os
 import random
 import signal
-import smtplib
 import threading
 import time
 import unittest
 import json
 
-from postern_test import Instance, children_of, cmdline, main, wait_until
-from test_crash import make_message, subject_of
+from postern_test import Instance, main, wait_until
+from test_crash import DOMAIN, daemons_of, delivered_subjects, send_messages
 
-DOMAIN = "example.test"
 CONNECTIONS = 10
 PER_CONNECTION = 200
 KILLS = 24
@@ -40,24 +37,12 @@ class ChaosTest(unittest.TestCase):
         i.postctl("user", "add", "alice@" + DOMAIN, "--password-stdin", input="pw\n")
         i.start()
         self.restarts = []          # seconds each postctl start took after a master kill
-        self.lock = threading.Lock()
 
     def tearDown(self):
         self.inst.cleanup()
 
     def victims(self):
-        found = {name: [] for name in VICTIMS}
-        master = self.inst.master_pid()
-        if not master:
-            return found
-        for pid in children_of(master):
-            try:
-                argv = cmdline(pid)
-            except OSError:
-                continue
-            if argv and os.path.basename(argv[0]) in found:
-                found[os.path.basename(argv[0])].append(pid)
-        return found
+        return daemons_of(self.inst, VICTIMS)
 
     def restart_master(self):
         """After master's SIGKILL: what it started goes away; postctl start brings it back."""
@@ -111,33 +96,6 @@ class ChaosTest(unittest.TestCase):
             except ProcessLookupError:
                 pass
 
-    def sender(self, n, accepted, failed):
-        s = None
-        for k in range(PER_CONNECTION):
-            subject = "chaos-%d-%d" % (n, k)
-            try:
-                if s is None:
-                    s = smtplib.SMTP("127.0.0.1", self.inst.smtp_port, timeout=30)
-                s.sendmail("chaos@outside.test", ["alice@" + DOMAIN], make_message(subject))
-                with self.lock:
-                    accepted.append(subject)
-                time.sleep(random.uniform(0, SEND_PAUSE * 2))
-            except (smtplib.SMTPException, OSError) as e:
-                with self.lock:
-                    failed.append((subject, repr(e)))
-                try:
-                    if s is not None:
-                        s.close()
-                except OSError:
-                    pass
-                s = None
-                time.sleep(0.2)         # a refused connection: master is being restarted
-        if s is not None:
-            try:
-                s.quit()
-            except (smtplib.SMTPException, OSError):
-                pass
-
     def queue_list(self):
         r = self.inst.postctl_raw("queue", "list", "--json")
         return json.loads(r.stdout) if r.returncode == 0 else None
@@ -150,7 +108,9 @@ class ChaosTest(unittest.TestCase):
         kthread = threading.Thread(target=self.killer,
                                    args=(stop, killed, lambda: len(accepted) + len(failed)))
         kthread.start()
-        senders = [threading.Thread(target=self.sender, args=(n, accepted, failed))
+        # after a failure, a pause: the connection was refused while master was being restarted
+        senders = [threading.Thread(target=send_messages,
+                                    args=(i, "chaos-%d" % n, PER_CONNECTION, SEND_PAUSE, accepted, failed, 0.2))
                    for n in range(CONNECTIONS)]
         t0 = time.time()
         for t in senders:
@@ -165,10 +125,7 @@ class ChaosTest(unittest.TestCase):
 
         empty = wait_until(lambda: self.queue_list() == [], timeout=60, interval=0.5)
         time.sleep(1)
-        counts = {}
-        for path in glob.glob(i.path("mail", DOMAIN, "alice", "new", "*")):
-            subj = subject_of(path)
-            counts[subj] = counts.get(subj, 0) + 1
+        counts = delivered_subjects(i)
         accepted_set = set(accepted)
         lost = [s for s in accepted if s not in counts]
         dups = sum(c - 1 for c in counts.values() if c > 1)

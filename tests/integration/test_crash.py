@@ -39,6 +39,60 @@ def subject_of(path):
     return msg["Subject"]
 
 
+def delivered_subjects(inst):
+    """{subject: copies} of what is in alice's Maildir."""
+    counts = {}
+    for path in glob.glob(inst.path("mail", DOMAIN, "alice", "new", "*")):
+        subj = subject_of(path)
+        counts[subj] = counts.get(subj, 0) + 1
+    return counts
+
+
+def daemons_of(inst, names):
+    """{name: [pid...]} of master's children running the programs named."""
+    found = {name: [] for name in names}
+    master = inst.master_pid()
+    if not master:
+        return found
+    for pid in children_of(master):
+        try:
+            argv = cmdline(pid)
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) in found:
+            found[os.path.basename(argv[0])].append(pid)
+    return found
+
+
+def send_messages(inst, prefix, count, pause, accepted, failed, pause_after_failure=0.0):
+    """count messages PREFIX-K to alice over one connection at a time, reconnecting after a
+    failure; subjects go to accepted (250) or, with the error, to failed."""
+    s = None
+    for k in range(count):
+        subject = "%s-%d" % (prefix, k)
+        try:
+            if s is None:
+                s = smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=30)
+            s.sendmail("crash@outside.test", ["alice@" + DOMAIN], make_message(subject))
+            accepted.append(subject)
+            # spread the sending over the kills: deliveries are under way when they come
+            time.sleep(random.uniform(0, pause * 2))
+        except (smtplib.SMTPException, OSError) as e:
+            failed.append((subject, repr(e)))
+            try:
+                if s is not None:
+                    s.close()
+            except OSError:
+                pass
+            s = None
+            time.sleep(pause_after_failure)
+    if s is not None:
+        try:
+            s.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+
+
 class CrashTest(unittest.TestCase):
     def setUp(self):
         self.inst = Instance("crash")
@@ -55,19 +109,7 @@ class CrashTest(unittest.TestCase):
         self.inst.cleanup()
 
     def victims(self):
-        """{name: [pid...]} of the qmgr and virtual children of master."""
-        found = {name: [] for name in VICTIMS}
-        master = self.inst.master_pid()
-        if not master:
-            return found
-        for pid in children_of(master):
-            try:
-                argv = cmdline(pid)
-            except OSError:
-                continue
-            if argv and os.path.basename(argv[0]) in found:
-                found[os.path.basename(argv[0])].append(pid)
-        return found
+        return daemons_of(self.inst, VICTIMS)
 
     def killer(self, stop, killed):
         """Send SIGKILL to a random qmgr or virtual process, KILLS times."""
@@ -85,31 +127,6 @@ class CrashTest(unittest.TestCase):
             except ProcessLookupError:
                 pass
 
-    def sender(self, n, accepted, failed):
-        s = None
-        for k in range(PER_CONNECTION):
-            subject = "crash-%d-%d" % (n, k)
-            try:
-                if s is None:
-                    s = smtplib.SMTP("127.0.0.1", self.inst.smtp_port, timeout=30)
-                s.sendmail("crash@outside.test", ["alice@" + DOMAIN], make_message(subject))
-                accepted.append(subject)
-                # spread the sending over the kills: deliveries are under way when they come
-                time.sleep(random.uniform(0, SEND_PAUSE * 2))
-            except (smtplib.SMTPException, OSError) as e:
-                failed.append((subject, repr(e)))
-                try:
-                    if s is not None:
-                        s.close()
-                except OSError:
-                    pass
-                s = None
-        if s is not None:
-            try:
-                s.quit()
-            except (smtplib.SMTPException, OSError):
-                pass
-
     def queue_list(self):
         return json.loads(self.inst.postctl("queue", "list", "--json"))
 
@@ -121,7 +138,8 @@ class CrashTest(unittest.TestCase):
         stop = threading.Event()
         kthread = threading.Thread(target=self.killer, args=(stop, killed))
         kthread.start()
-        senders = [threading.Thread(target=self.sender, args=(n, accepted, failed))
+        senders = [threading.Thread(target=send_messages,
+                                    args=(i, "crash-%d" % n, PER_CONNECTION, SEND_PAUSE, accepted, failed))
                    for n in range(CONNECTIONS)]
         t0 = time.time()
         for t in senders:
@@ -137,10 +155,7 @@ class CrashTest(unittest.TestCase):
         empty = wait_until(lambda: self.queue_list() == [], timeout=60, interval=0.5)
         time.sleep(1)                   # a delivery that was under way when we looked
 
-        counts = {}
-        for path in glob.glob(i.path("mail", DOMAIN, "alice", "new", "*")):
-            subj = subject_of(path)
-            counts[subj] = counts.get(subj, 0) + 1
+        counts = delivered_subjects(i)
         lost = [s for s in accepted if s not in counts]
         dups = sum(c - 1 for s, c in counts.items() if c > 1)
         unknown = [s for s in counts if s not in set(accepted)]
