@@ -184,6 +184,10 @@ const struct config_param config_params[] = {
 
     /* Queue manager. */
     TIME("queue_run_delay", "300s", 1),
+    /* How long a delivery agent may take over one request before qmgr gives up on it and
+     * defers (Postfix's watchdog parameter): the agent's own stage timeouts end a slow
+     * delivery long before, so giving up early would risk a second, duplicate delivery. */
+    TIME("daemon_timeout", "18000s", 1),
     TIME("minimal_backoff_time", "300s", 1),
     TIME("maximal_backoff_time", "4000s", 1),
     TIME("maximal_queue_lifetime", "5d", 0),

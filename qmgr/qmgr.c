@@ -200,6 +200,7 @@ static void qmgr_init(struct service *svc)
     qmgr.queue_run_delay = config_time(svc->cfg, "queue_run_delay");
     qmgr.min_backoff = config_time(svc->cfg, "minimal_backoff_time");
     qmgr.max_backoff = config_time(svc->cfg, "maximal_backoff_time");
+    qmgr.agent_timeout = config_time(svc->cfg, "daemon_timeout");
     if (qmgr.queue_run_delay < 1)
         qmgr.queue_run_delay = 1;
     if (qmgr.min_backoff < 1)
@@ -273,6 +274,16 @@ static void qmgr_stop(struct service *svc)
     qmgr_deliver_stop();
 }
 
+/* qmgr_done - the loop has ended: close the tables (Berkeley DB frees its cache only then) */
+static void qmgr_done(struct service *svc)
+{
+    (void) svc;
+    maplist_close(qmgr.transport_maps);
+    qmgr.transport_maps = NULL;
+    directory_close(qmgr.dir);
+    qmgr.dir = NULL;
+}
+
 static const struct service_ops qmgr_ops = {
     .program = "qmgr",
     .user_param = "mail_owner",
@@ -283,6 +294,7 @@ static const struct service_ops qmgr_ops = {
     .accept = qmgr_accept,
     .active = qmgr_active,
     .stop = qmgr_stop,
+    .done = qmgr_done,
 };
 
 /* main - run qmgr in the service skeleton */

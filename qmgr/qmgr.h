@@ -40,7 +40,6 @@ struct event;
 #define QMGR_MAX_ACTIVE          1000   /* queue files open at once */
 #define QMGR_ACTIVATE_BATCH      64     /* activations per loop turn, so I/O stays served */
 #define QMGR_JOB_RCPT_MAX        100    /* recipients per delivery request */
-#define QMGR_AGENT_TIMEOUT       600    /* seconds a delivery agent may take */
 #define QMGR_CONNECT_TIMEOUT_MS  2000
 #define QMGR_SEND_TIMEOUT_MS     10000
 #define QMGR_MAX_CLIENTS         256    /* notification connections */
@@ -100,6 +99,7 @@ struct qmgr {
     long long queue_run_delay;
     long long min_backoff;
     long long max_backoff;
+    long long agent_timeout;            /* daemon_timeout: a delivery request's longest wait */
     unsigned max_active;
     /* the queue */
     struct qmgr_entry **table;          /* hash of every known ID */

@@ -29,7 +29,7 @@
  * pinned to one of them. connect() and the send are blocking with a short
  * deadline (a local UNIX socket; the request is small, the message travels
  * as a read-only descriptor); the reply is awaited in the event loop with
- * a QMGR_AGENT_TIMEOUT deadline.
+ * a daemon_timeout deadline (hours: the agent's own timeouts come first).
  *
  * Who logs: the agent logs each result it produces ("to=<>, relay=virtual,
  * ... status=sent"); qmgr logs the results it makes up itself (agent
@@ -380,8 +380,8 @@ static void job_read(evutil_socket_t fd, short what, void *arg)
 
     (void) fd;
     if (what & EV_TIMEOUT) {
-        msg_warn("%s: delivery agent %s: no reply within %d seconds", job->msg->entry->id,
-                 job->tr->socket_path, QMGR_AGENT_TIMEOUT);
+        msg_warn("%s: delivery agent %s: no reply within %lld seconds", job->msg->entry->id,
+                 job->tr->socket_path, qmgr.agent_timeout);
         job_defer_all(job, "4.4.2", "delivery agent timed out");
         job_end(job, true);
         return;
@@ -429,7 +429,7 @@ static void job_start(struct qmgr_job *job)
     struct strbuf err = STRBUF_INIT;
     struct delivery_request req;
     struct ipc_record r;
-    struct timeval tv = {QMGR_AGENT_TIMEOUT, 0};
+    struct timeval tv = {(time_t) qmgr.agent_timeout, 0};
     char    path[64];
     int     rofd, flags;
 

@@ -1,15 +1,24 @@
 """transport_maps entries that qmgr settles itself: error:TEXT bounces the recipient with TEXT
 (and its status code when TEXT starts with one), discard: delivers to nowhere. Keys are
 tried as Postfix does: full address, domain, then ".parent" domains; an address entry beats the
-mailbox route of a local domain. Recipients without an entry route by their domain class (other domains: default_transport, smtp)."""
+mailbox route of a local domain. Recipients without an entry route by their domain class (other domains: default_transport, smtp).
+A delivery agent that never answers (an LMTP server that accepts and stays silent, under the
+agent's own much longer timeouts) is given up after daemon_timeout: deferred, 4.4.2."""
 import glob
 import re
 import smtplib
+import socket
 import unittest
 
 from postern_test import Instance, main, wait_until
 
 DOMAIN = "example.test"
+
+
+def log_result(inst, rcpt):
+    """(dsn, status, reason) of the log line for rcpt, or None."""
+    m = re.search(r"to=<%s>.*, dsn=([0-9.]+), status=(\w+) \((.*)\)" % re.escape(rcpt), inst.log())
+    return m.groups() if m else None
 
 
 class TransportMapsTest(unittest.TestCase):
@@ -37,9 +46,7 @@ class TransportMapsTest(unittest.TestCase):
         cls.inst.cleanup()
 
     def result(self, rcpt):
-        """(dsn, status, reason) of the log line for rcpt, or None."""
-        m = re.search(r"to=<%s>.*, dsn=([0-9.]+), status=(\w+) \((.*)\)" % re.escape(rcpt), self.inst.log())
-        return m.groups() if m else None
+        return log_result(self.inst, rcpt)
 
     @staticmethod
     def mailbox(inst, user, marker):
@@ -83,6 +90,33 @@ class TransportMapsTest(unittest.TestCase):
         self.assertEqual(self.result("w@other.test")[:2], ("4.4.3", "deferred"))
         self.assertIn("Name service error for name=other.test", self.result("w@other.test")[2])
 
+
+
+class DaemonTimeoutTest(unittest.TestCase):
+    def setUp(self):
+        self.silent = socket.socket()           # accepts, never greets
+        self.silent.bind(("127.0.0.1", 0))
+        self.silent.listen(8)
+        self.inst = i = Instance("daemon-timeout")
+        tmap = i.path("etc", "transport")
+        with open(tmap, "w") as f:
+            f.write("hang.test lmtp:inet:127.0.0.1:%d\n" % self.silent.getsockname()[1])
+        i.set_main_cf(mynetworks="127.0.0.1/32", transport_maps="texthash:" + tmap, daemon_timeout="4s")
+        i.start()
+
+    def tearDown(self):
+        self.inst.cleanup()
+        self.silent.close()
+
+    def test_silent_agent_given_up(self):
+        i = self.inst
+        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+            s.sendmail("a@outside.test", ["h@hang.test"], b"Subject: hangs\r\n\r\nbody\r\n")
+        self.assertTrue(wait_until(lambda: log_result(i, "h@hang.test"), timeout=30),
+                        i.log()[-3000:])
+        self.assertEqual(log_result(i, "h@hang.test"),
+                         ("4.4.2", "deferred", "delivery agent timed out"))
+        self.assertIn("no reply within 4 seconds", i.log())
 
 if __name__ == "__main__":
     main()
