@@ -41,6 +41,8 @@ struct service_ops {
     unsigned (*active)(struct service *svc);        /* clients still being served */
     void    (*stop)(struct service *svc);           /* stop requested: let idle clients go; may be NULL */
     void    (*retire)(struct service *svc);         /* retiring: start no new work; may be NULL */
+    void    (*done)(struct service *svc);           /* the loop has ended: release what uses the
+                                                     * event base (freed next); may be NULL */
 };
 
 struct service {
