@@ -207,6 +207,27 @@ static void imapd_stop(struct service *svc)
     imapd_session_stop_all(&imapd_server);
 }
 
+/* imapd_done - the loop has ended: the authd connection goes while its event base exists */
+static void imapd_done(struct service *svc)
+{
+    struct imapd_server *srv = &imapd_server;
+
+    (void) svc;
+    auth_client_free(srv->auth);
+    srv->auth = NULL;
+    if (srv->tls)
+        tls_server_free(srv->tls);
+    srv->tls = NULL;
+    if (srv->dir)
+        directory_close(srv->dir);
+    srv->dir = NULL;
+    if (srv->base_fd >= 0)
+        close(srv->base_fd);
+    srv->base_fd = -1;
+    free(srv->set.hostname);
+    srv->set.hostname = NULL;
+}
+
 static const struct service_ops imapd_ops = {
     .program = "imapd",
     .user_param = "vmail_owner",
@@ -216,20 +237,11 @@ static const struct service_ops imapd_ops = {
     .accept = imapd_accept,
     .active = imapd_active,
     .stop = imapd_stop,
+    .done = imapd_done,
 };
 
 /* main - run imapd in the service skeleton */
 int main(int argc, char **argv)
 {
-    int     status = service_main(argc, argv, &imapd_ops);
-
-    auth_client_free(imapd_server.auth);
-    if (imapd_server.tls)
-        tls_server_free(imapd_server.tls);
-    if (imapd_server.dir)
-        directory_close(imapd_server.dir);
-    if (imapd_server.base_fd >= 0)
-        close(imapd_server.base_fd);
-    free(imapd_server.set.hostname);
-    return status;
+    return service_main(argc, argv, &imapd_ops);
 }
