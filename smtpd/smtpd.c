@@ -99,6 +99,14 @@ static void smtpd_stop(struct service *svc)
     smtpd_session_stop_all(&server);
 }
 
+/* smtpd_done - the loop has ended: close the tables (Berkeley DB frees its cache only then) */
+static void smtpd_done(struct service *svc)
+{
+    (void) svc;
+    smtpd_check_free(server.check);
+    server.check = NULL;
+}
+
 static const struct service_ops smtpd_ops = {
     .program = "smtpd",
     .user_param = "mail_owner",
@@ -108,6 +116,7 @@ static const struct service_ops smtpd_ops = {
     .accept = smtpd_accept,
     .active = smtpd_active,
     .stop = smtpd_stop,
+    .done = smtpd_done,
 };
 
 /* main - run smtpd in the service skeleton */
