@@ -292,6 +292,7 @@ int main(int argc, char **argv)
 
     if (server.dir)
         directory_close(server.dir);
+    virtual_quota_close();
     if (server.base_fd >= 0)
         close(server.base_fd);
     return status;

@@ -38,6 +38,8 @@ void virtual_deliver(struct virtual_server *vs, const struct delivery_request *r
 struct config;
 struct mstore;
 void virtual_quota_init(struct service *svc, struct config *cfg);
+/* virtual_quota_close - at exit: close virtual_mailbox_limit_maps */
+void virtual_quota_close(void);
 /* virtual_quota_check - room for size bytes in the Maildir at path? false: res is set */
 bool virtual_quota_check(struct virtual_server *vs, const struct delivery_request *req, const char *rcpt,
                          const char *path, uint64_t size, struct mstore **store_out,

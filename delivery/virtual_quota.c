@@ -57,6 +57,14 @@ void virtual_quota_init(struct service *svc, struct config *cfg)
     sb_free(&err);
 }
 
+/* virtual_quota_close - at exit: close the table */
+void virtual_quota_close(void)
+{
+    if (limit_maps != NULL)
+        maplist_close(limit_maps);
+    limit_maps = NULL;
+}
+
 /*
  * table_replaced - a lookup found nothing: if the table was replaced beyond
  * our reach (chroot), retire so that a fresh process answers with the new one.
