@@ -522,28 +522,73 @@ int postctl_pgsql_dispatch(struct config *cfg, const char *cmd, int argc, char *
  * "postctl migrate --pg-dsn DSN": the Berkeley DB instance's tables and
  * passwd-file copied into PostgreSQL in one transaction (all or nothing),
  * then the instance switched to it as init --backend pgsql would. The text
- * sources of the tables are read (postctl keeps them beside the .db files);
- * rows that exist already are left as they are, so a second run is harmless.
+ * sources of the tables are read (postctl keeps them beside the .db files;
+ * a texthash: table is its text); rows that exist already are left as they
+ * are, so a second run is harmless. A table set in main.cf that cannot be
+ * read this way (another map type) stops the migration before anything is
+ * copied: switching would silently drop its entries.
  */
 
-/* migrate_table - every entry of the text table behind param through sql (see v[] for the parameters) */
-static int migrate_table(struct config *cfg, struct pgsql_conn *c, const char *param,
-                         const char *sql, const char *extra, long *count)
+/* migrate_source - the text file behind param's table: 1 found, 0 none set, -1 one we cannot copy */
+static int migrate_source(struct config *cfg, const char *param, struct strbuf *path, struct strbuf *err)
 {
-    struct strbuf spec = STRBUF_INIT, path = STRBUF_INIT, err = STRBUF_INIT;
+    struct strbuf spec = STRBUF_INIT;
+    struct strlist items = STRLIST_INIT;
+    int     rc;
+
+    if (table_file_for(cfg, param, &spec, path, err) == 0) {
+        sb_free(&spec);
+        return 1;
+    }
+    sb_free(&spec);
+    sb_reset(err);
+    strlist_split(&items, config_str(cfg, param));
+    rc = items.count == 0 ? 0 : -1;
+    for (size_t i = 0; i < items.count && rc < 0; i++) {
+        if (strncmp(items.items[i], "texthash:", 9) == 0) {
+            sb_set(path, items.items[i] + 9);
+            rc = 1;
+        }
+    }
+    if (rc < 0)
+        sb_printf(err, "%s = %s: no hash:, btree: or texthash: table to copy", param,
+                  config_str(cfg, param));
+    strlist_free(&items);
+    return rc;
+}
+
+/* migrate_check_sources - every table that will be switched can be copied; -1 with err */
+static int migrate_check_sources(struct config *cfg, struct strbuf *err)
+{
+    struct strbuf path = STRBUF_INIT;
+    int     rc = 0;
+
+    for (size_t i = 0; i < PG_MAP_COUNT && rc == 0; i++)
+        if (strcmp(pg_maps[i].param, "auth_passdb_maps") != 0     /* the passwd-file is read instead */
+            && migrate_source(cfg, pg_maps[i].param, &path, err) < 0)
+            rc = -1;
+    sb_free(&path);
+    return rc;
+}
+
+/* migrate_table - every entry of the text table behind param through sql, with its first nparams of v[] */
+static int migrate_table(struct config *cfg, struct pgsql_conn *c, const char *param,
+                         const char *sql, int nparams, const char *extra, long *count)
+{
+    struct strbuf path = STRBUF_INIT, err = STRBUF_INIT;
     struct strbuf key = STRBUF_INIT, value = STRBUF_INIT;
     struct text_table t;
     size_t  pos = 0;
     int     rc = 0;
 
-    if (table_file_for(cfg, param, &spec, &path, &err) < 0 || table_open(&t, path.data, ' ', &err) < 0) {
+    if (migrate_source(cfg, param, &path, &err) <= 0 || table_open(&t, path.data, ' ', &err) < 0) {
         /* an instance without this table (e.g. no relay_domains) has nothing to copy */
-        sb_free(&spec), sb_free(&path), sb_free(&err);
+        sb_free(&path), sb_free(&err);
         return 0;
     }
     while (rc == 0 && table_next(&t, &pos, &key, &value)) {
         const char *at = strrchr(key.data, '@');
-        /* domains: $1 name, $2 class; mailboxes: $1 address, $2 maildir, $3 domain */
+        /* domains: $1 name, $2 class; mailboxes: $1 address, $2 maildir, $3 domain; others: key, value */
         const char *v[] = {key.data, extra ? extra : value.data, at ? at + 1 : key.data};
 
         sb_lowercase(&key);
@@ -562,12 +607,12 @@ static int migrate_table(struct config *cfg, struct pgsql_conn *c, const char *p
             }
             strlist_free(&dests);
         } else {
-            rc = exec(c, "migrate", sql, extra ? 2 : 3, v, NULL);
+            rc = exec(c, "migrate", sql, nparams, v, NULL);
             (*count)++;
         }
     }
     table_close(&t);
-    sb_free(&spec), sb_free(&path), sb_free(&err), sb_free(&key), sb_free(&value);
+    sb_free(&path), sb_free(&err), sb_free(&key), sb_free(&value);
     return rc;
 }
 
@@ -630,13 +675,13 @@ int cmd_migrate(struct postctl *ctl, int argc, char **argv)
     struct pgsql_conn *c = NULL;
     struct config *cfg;
     const char *dsn = NULL;
-    long    domains = 0, mailboxes = 0, aliases = 0, passwords = 0;
+    long    domains = 0, mailboxes = 0, aliases = 0, transports = 0, passwords = 0;
     int     rc = POSTCTL_FAILED;
 
     if (postctl_wants_help(argc, argv) || argc != 3 || strcmp(argv[1], "--pg-dsn") != 0) {
         fprintf(postctl_wants_help(argc, argv) ? stdout : stderr,
                 "usage: postctl migrate --pg-dsn \"host=H port=P dbname=D user=U password=W\"\n"
-                "  copy this instance's domains, mailboxes, aliases and passwords from its\n"
+                "  copy this instance's domains, mailboxes, aliases, transports and passwords from its\n"
                 "  Berkeley DB tables and passwd-file into PostgreSQL (one transaction), then\n"
                 "  switch main.cf to the pgsql: maps, as init --backend pgsql writes them\n");
         return postctl_wants_help(argc, argv) ? POSTCTL_OK : POSTCTL_USAGE;
@@ -648,6 +693,10 @@ int cmd_migrate(struct postctl *ctl, int argc, char **argv)
         fprintf(stderr, "postctl migrate: this instance is on PostgreSQL already\n");
         config_free(cfg);
         return POSTCTL_FAILED;
+    }
+    if (migrate_check_sources(cfg, &err) < 0) {
+        fprintf(stderr, "postctl migrate: %s; nothing copied, main.cf unchanged\n", sb_str(&err));
+        goto done;
     }
     pgsql_settings_init(&set);
     if (pgsql_parse_conninfo(&set, dsn, &err) < 0) {
@@ -662,15 +711,17 @@ int cmd_migrate(struct postctl *ctl, int argc, char **argv)
     }
     if (exec(c, "migrate", "BEGIN", 0, NULL, NULL) < 0
         || migrate_table(cfg, c, "virtual_mailbox_domains", "INSERT INTO domains (domain, class) "
-                         "VALUES ($1, $2) ON CONFLICT DO NOTHING", "mailbox", &domains) < 0
+                         "VALUES ($1, $2) ON CONFLICT DO NOTHING", 2, "mailbox", &domains) < 0
         || migrate_table(cfg, c, "virtual_alias_domains", "INSERT INTO domains (domain, class) "
-                         "VALUES ($1, $2) ON CONFLICT DO NOTHING", "alias", &domains) < 0
+                         "VALUES ($1, $2) ON CONFLICT DO NOTHING", 2, "alias", &domains) < 0
         || migrate_table(cfg, c, "relay_domains", "INSERT INTO domains (domain, class) "
-                         "VALUES ($1, $2) ON CONFLICT DO NOTHING", "relay", &domains) < 0
+                         "VALUES ($1, $2) ON CONFLICT DO NOTHING", 2, "relay", &domains) < 0
         || migrate_table(cfg, c, "virtual_mailbox_maps", "INSERT INTO mailboxes (address, domain, "
-                         "maildir) VALUES ($1, $3, $2) ON CONFLICT DO NOTHING", NULL, &mailboxes) < 0
+                         "maildir) VALUES ($1, $3, $2) ON CONFLICT DO NOTHING", 3, NULL, &mailboxes) < 0
         || migrate_table(cfg, c, "virtual_alias_maps", "INSERT INTO aliases (address, goto) "
-                         "VALUES ($1, $2) ON CONFLICT DO NOTHING", NULL, &aliases) < 0
+                         "VALUES ($1, $2) ON CONFLICT DO NOTHING", 2, NULL, &aliases) < 0
+        || migrate_table(cfg, c, "transport_maps", "INSERT INTO transports (destination, transport) "
+                         "VALUES ($1, $2) ON CONFLICT DO NOTHING", 2, NULL, &transports) < 0
         || migrate_passwords(cfg, c, &passwords) < 0
         || exec(c, "migrate", "COMMIT", 0, NULL, NULL) < 0) {
         fprintf(stderr, "postctl migrate: nothing was copied (rolled back); main.cf unchanged\n");
@@ -681,9 +732,9 @@ int cmd_migrate(struct postctl *ctl, int argc, char **argv)
                 sb_str(&err));
         goto done;
     }
-    printf("postctl migrate: %ld domains, %ld mailboxes, %ld alias destinations, %ld passwords "
-           "copied; main.cf now uses PostgreSQL (postctl reload to apply)\n", domains, mailboxes,
-           aliases, passwords);
+    printf("postctl migrate: %ld domains, %ld mailboxes, %ld alias destinations, %ld transports, "
+           "%ld passwords copied; main.cf now uses PostgreSQL (postctl reload to apply)\n", domains,
+           mailboxes, aliases, transports, passwords);
     rc = POSTCTL_OK;
 done:
     pgsql_conn_free(c);

@@ -179,7 +179,11 @@ class MigrateTest(unittest.TestCase):
     def setUpClass(cls):
         cls.pg = PgServer().start()
         cls.inst = i = Instance("pgmigrate")
-        i.set_main_cf(mynetworks="192.0.2.0/24")
+        transport = i.path("etc", "transport")
+        with open(transport, "w") as f:
+            f.write("closed.test error:5.7.1 closed for good\n.sub.test discard:\n")
+        i.postctl("map", transport)
+        i.set_main_cf(mynetworks="192.0.2.0/24", transport_maps="hash:" + transport)
         i.postctl("domain", "add", DOMAIN)
         i.postctl("domain", "add", "backup.test", "--relay")
         i.postctl("user", "add", "gina@" + DOMAIN, "--quota", "2M", "--password-stdin",
@@ -197,8 +201,15 @@ class MigrateTest(unittest.TestCase):
 
     def test_migrate(self):
         i = self.inst
+        # a table migrate could not copy stops it before anything changes
+        i.set_main_cf(transport_maps="inline:{closed.test=error:x}")
+        r = i.postctl_raw("migrate", "--pg-dsn", self.pg.dsn())
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("transport_maps = inline:{closed.test=error:x}: no hash:, btree: or texthash: table", r.stderr)
+        self.assertNotIn("pgsql:", i.postctl("conf", "virtual_mailbox_maps"))
+        i.set_main_cf(transport_maps="hash:" + i.path("etc", "transport"))
         out = i.postctl("migrate", "--pg-dsn", self.pg.dsn())
-        self.assertIn("2 domains, 2 mailboxes, 2 alias destinations, 2 passwords", out)
+        self.assertIn("2 domains, 2 mailboxes, 2 alias destinations, 2 transports, 2 passwords", out)
         self.assertIn("pgsql:", i.postctl("conf", "virtual_mailbox_maps"))
         self.assertEqual(self.pg.psql("SELECT address, quota FROM mailboxes ORDER BY address",
                                       user=PG_USER).split(),
@@ -211,6 +222,9 @@ class MigrateTest(unittest.TestCase):
         self.assertEqual(node.rcpt("gina@" + DOMAIN), 250)
         self.assertEqual(node.rcpt("x@backup.test"), 250)
         self.assertEqual(node.rcpt("nobody@" + DOMAIN), 550)
+        self.assertEqual(self.pg.psql("SELECT destination, transport FROM transports ORDER BY 1",
+                                      user=PG_USER).splitlines(),
+                         [".sub.test|discard:", "closed.test|error:5.7.1 closed for good"])
         self.assertEqual(node.login("gina@" + DOMAIN, "gina-pw"), 235)
         self.assertEqual(node.login("hank@" + DOMAIN, "hank-pw"), 535)    # disabled stays so
         node.send("crew@" + DOMAIN, "crew")
