@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config libssl-dev libdb-dev libcap-dev libevent-dev libargon2-dev
           libcmocka-dev libpq-dev openssl swaks dovecot-core postfix isync
-          postgresql dnsmasq-base clang libclang-rt-14-dev)
+          postgresql dnsmasq-base clang libclang-rt-14-dev valgrind)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
