@@ -39,6 +39,7 @@
 #include "mailstore.h"
 #include "mime.h"
 #include "imapd.h"
+#include "utf8.h"
 
 #define SEARCH_MAX_NODES    1000
 
@@ -106,26 +107,6 @@ static uint32_t fold_cp(uint32_t c)
     return c;
 }
 
-/* put_utf8 - append code point c as UTF-8 */
-static void put_utf8(struct strbuf *out, uint32_t c)
-{
-    if (c < 0x80) {
-        sb_putc(out, (int) c);
-    } else if (c < 0x800) {
-        sb_putc(out, (int) (0xC0 | (c >> 6)));
-        sb_putc(out, (int) (0x80 | (c & 0x3F)));
-    } else if (c < 0x10000) {
-        sb_putc(out, (int) (0xE0 | (c >> 12)));
-        sb_putc(out, (int) (0x80 | ((c >> 6) & 0x3F)));
-        sb_putc(out, (int) (0x80 | (c & 0x3F)));
-    } else {
-        sb_putc(out, (int) (0xF0 | (c >> 18)));
-        sb_putc(out, (int) (0x80 | ((c >> 12) & 0x3F)));
-        sb_putc(out, (int) (0x80 | ((c >> 6) & 0x3F)));
-        sb_putc(out, (int) (0x80 | (c & 0x3F)));
-    }
-}
-
 /* fold_append - append text[0..len) case-folded; bytes that are not UTF-8 pass unchanged, NUL becomes space */
 static void fold_append(struct strbuf *out, const char *text, size_t len)
 {
@@ -148,33 +129,13 @@ static void fold_append(struct strbuf *out, const char *text, size_t len)
             sb_append(out, run, k);
             continue;
         }
-        if ((c & 0xE0) == 0xC0) {
-            n = 2;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 3;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 4;
-            cp = c & 0x07;
-        } else {
+        n = utf8_char_len(p, (size_t) (end - p), &cp);
+        if (n == 0) {
             sb_putc(out, c);
             p++;
             continue;
         }
-        bool ok = (size_t) (end - p) >= n;
-        for (size_t k = 1; ok && k < n; k++) {
-            if ((p[k] & 0xC0) != 0x80)
-                ok = false;
-            else
-                cp = (cp << 6) | (p[k] & 0x3F);
-        }
-        if (!ok) {
-            sb_putc(out, c);
-            p++;
-            continue;
-        }
-        put_utf8(out, fold_cp(cp));
+        utf8_put(out, fold_cp(cp));
         p += n;
     }
 }
@@ -183,7 +144,7 @@ static void fold_append(struct strbuf *out, const char *text, size_t len)
 static void latin1_to_utf8(struct strbuf *out, const char *text, size_t len)
 {
     for (size_t i = 0; i < len; i++)
-        put_utf8(out, (unsigned char) text[i]);
+        utf8_put(out, (unsigned char) text[i]);
 }
 
 /* ---- parsing the criteria ---- */

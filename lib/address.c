@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "address.h"
+#include "utf8.h"
 
 #define LABEL_MAX 63                    /* RFC 1035 2.3.4 */
 
@@ -63,47 +64,6 @@ static bool is_atext(unsigned char c)
 static bool is_special(unsigned char c)
 {
     return c != 0 && strchr("()<>,;:\\\"[]@ ", c) != NULL;
-}
-
-/* utf8_valid - well-formed UTF-8: no overlongs, surrogates or values past U+10FFFF */
-static bool utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-
-    while (i < len) {
-        unsigned char c = s[i];
-        size_t need;
-        unsigned long cp;
-
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            need = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (len - i - 1 < need)
-            return false;
-        for (size_t k = 1; k <= need; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000)
-            || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += need + 1;
-    }
-    return true;
 }
 
 /* is_dot_atom - local can be written without quotes */
@@ -182,7 +142,7 @@ static const char *check_hostname(const char *d, size_t len, unsigned *flags)
             return "empty label in domain";
         *flags |= ADDRESS_TRAILING_DOT;
     }
-    if ((*flags & ADDRESS_8BIT) && !utf8_valid((const unsigned char *) d, len))
+    if ((*flags & ADDRESS_8BIT) && !utf8_valid(d, len))
         return "invalid UTF-8 in domain";
     return NULL;
 }
@@ -333,7 +293,7 @@ static const char *parse(const char *text, size_t len, unsigned options,
     if (local_len > ADDRESS_LOCAL_MAX)
         return "local part too long";
     if ((a->flags & ADDRESS_8BIT)
-        && !utf8_valid((const unsigned char *) sb_str(&a->local), sb_len(&a->local)))
+        && !utf8_valid(sb_str(&a->local), sb_len(&a->local)))
         return "invalid UTF-8 in local part";
 
     /* The domain. */

@@ -5,41 +5,16 @@
 #include <string.h>
 
 #include "json.h"
-
-/* utf8_sequence_length - bytes in the valid UTF-8 sequence at s, 0 if invalid */
-static size_t utf8_sequence_length(const unsigned char *s)
-{
-    size_t  len;
-    unsigned min;
-    unsigned cp;
-
-    if (s[0] < 0x80)
-        return 1;
-    if ((s[0] & 0xe0) == 0xc0)
-        len = 2, min = 0x80, cp = s[0] & 0x1f;
-    else if ((s[0] & 0xf0) == 0xe0)
-        len = 3, min = 0x800, cp = s[0] & 0x0f;
-    else if ((s[0] & 0xf8) == 0xf0)
-        len = 4, min = 0x10000, cp = s[0] & 0x07;
-    else
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
+#include "utf8.h"
 
 void json_string(struct strbuf *out, const char *text)
 {
     const unsigned char *s = (const unsigned char *) text;
+    const unsigned char *end = s + strlen(text);
 
     sb_putc(out, '"');
     while (*s) {
-        size_t  len = utf8_sequence_length(s);
+        size_t  len = utf8_char_len(s, (size_t) (end - s), NULL);
 
         if (len == 0) {
             sb_puts(out, "\\ufffd");

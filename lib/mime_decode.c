@@ -20,6 +20,7 @@
 #include "mem.h"
 #include "strbuf.h"
 #include "mime.h"
+#include "utf8.h"
 
 enum charset { CS_UTF8, CS_LATIN1, CS_CP1252, CS_UNKNOWN };
 
@@ -50,21 +51,6 @@ static enum charset charset_of(const char *name, size_t len)
     return CS_UNKNOWN;
 }
 
-/* put_utf8 - append code point cp as UTF-8 (cp < 0x10000) */
-static void put_utf8(struct strbuf *out, unsigned cp)
-{
-    if (cp < 0x80) {
-        sb_putc(out, (int) cp);
-    } else if (cp < 0x800) {
-        sb_putc(out, (int) (0xc0 | (cp >> 6)));
-        sb_putc(out, (int) (0x80 | (cp & 0x3f)));
-    } else {
-        sb_putc(out, (int) (0xe0 | (cp >> 12)));
-        sb_putc(out, (int) (0x80 | ((cp >> 6) & 0x3f)));
-        sb_putc(out, (int) (0x80 | (cp & 0x3f)));
-    }
-}
-
 /* convert - append s[0..len) in charset cs as UTF-8 */
 static void convert(struct strbuf *out, const char *s, size_t len, enum charset cs)
 {
@@ -76,9 +62,9 @@ static void convert(struct strbuf *out, const char *s, size_t len, enum charset 
         unsigned c = (unsigned char) s[i];
 
         if (cs == CS_CP1252 && c >= 0x80 && c < 0xa0)
-            put_utf8(out, cp1252_high[c - 0x80] ? cp1252_high[c - 0x80] : 0xfffd);
+            utf8_put(out, cp1252_high[c - 0x80] ? cp1252_high[c - 0x80] : 0xfffd);
         else
-            put_utf8(out, c);
+            utf8_put(out, c);
     }
 }
 

@@ -21,6 +21,7 @@
 
 #include "mutf7.h"
 #include "strbuf.h"
+#include "utf8.h"
 
 static const char mb64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
@@ -45,34 +46,6 @@ static int mb64_value(unsigned char c)
 static bool is_control(uint32_t cp)
 {
     return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
-}
-
-/* put_utf8 - append code point cp (already validated) as UTF-8 */
-static void put_utf8(struct strbuf *out, uint32_t cp)
-{
-    char    b[4];
-    size_t  n;
-
-    if (cp < 0x80) {
-        b[0] = (char) cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (char) (0xc0 | (cp >> 6));
-        b[1] = (char) (0x80 | (cp & 0x3f));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (char) (0xe0 | (cp >> 12));
-        b[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
-        b[2] = (char) (0x80 | (cp & 0x3f));
-        n = 3;
-    } else {
-        b[0] = (char) (0xf0 | (cp >> 18));
-        b[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
-        b[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
-        b[3] = (char) (0x80 | (cp & 0x3f));
-        n = 4;
-    }
-    sb_append(out, b, n);
 }
 
 /* decode_run - decode the base64 run at *sp (just after "&") up to its "-";
@@ -108,7 +81,7 @@ static int decode_run(const char **sp, struct strbuf *out)
 
             high = 0;
             if (out)
-                put_utf8(out, cp);
+                utf8_put(out, cp);
         } else if (u >= 0xd800 && u <= 0xdbff) {
             high = u;
         } else if (u >= 0xdc00 && u <= 0xdfff) {
@@ -118,7 +91,7 @@ static int decode_run(const char **sp, struct strbuf *out)
         } else if (is_control(u)) {
             return -1;
         } else if (out) {
-            put_utf8(out, u);
+            utf8_put(out, u);
         }
     }
     /* leftover bits: fewer than 6 and all zero, else a character too many
@@ -180,39 +153,6 @@ int mutf7_to_utf8(const char *s, struct strbuf *out)
     return 0;
 }
 
-/* utf8_next - decode one strict UTF-8 character at *sp (no overlongs, no
- * surrogates, <= U+10FFFF); -1 when invalid */
-static int utf8_next(const unsigned char **sp, uint32_t *cp)
-{
-    const unsigned char *s = *sp;
-    uint32_t c = s[0], min;
-    int     n;
-
-    if (c < 0x80) {
-        *cp = c;
-        *sp = s + 1;
-        return 0;
-    }
-    if ((c & 0xe0) == 0xc0)
-        n = 1, c &= 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0)
-        n = 2, c &= 0x0f, min = 0x800;
-    else if ((c & 0xf8) == 0xf0)
-        n = 3, c &= 0x07, min = 0x10000;
-    else
-        return -1;
-    for (int i = 1; i <= n; i++) {
-        if ((s[i] & 0xc0) != 0x80)      /* also stops at the NUL */
-            return -1;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return -1;
-    *cp = c;
-    *sp = s + n + 1;
-    return 0;
-}
-
 /* flush_run - close a shifted run: the leftover bits, zero-padded, then "-" */
 static void flush_run(struct strbuf *out, uint32_t *bits, unsigned *nbits)
 {
@@ -240,18 +180,21 @@ static void put_unit(struct strbuf *out, uint32_t u, uint32_t *bits, unsigned *n
 int mutf7_from_utf8(const char *s, struct strbuf *out)
 {
     const unsigned char *p = (const unsigned char *) s;
+    const unsigned char *end = p + strlen(s);
     size_t  start = sb_len(out);
     bool    shifted = false;
     uint32_t bits = 0;
     unsigned nbits = 0;
 
     while (*p) {
-        uint32_t cp;
+        uint32_t cp = 0;
+        size_t  n = utf8_char_len(p, (size_t) (end - p), &cp);
 
-        if (utf8_next(&p, &cp) < 0 || is_control(cp)) {
+        if (n == 0 || is_control(cp)) {
             sb_truncate(out, start);
             return -1;
         }
+        p += n;
         if (cp >= 0x20 && cp <= 0x7e) {
             if (shifted) {
                 flush_run(out, &bits, &nbits);

@@ -32,6 +32,7 @@
 #include "strbuf.h"
 #include "strlist.h"
 #include "pgsql.h"
+#include "utf8.h"
 
 #define CONFIG_MAX_SIZE     (1024 * 1024)
 #define CONFIG_MAX_LINE     65536
@@ -918,40 +919,8 @@ static int expand_param(const struct pgsql_stmt *st, const char *tpl, pgsql_expa
 
 bool pgsql_utf8_valid(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *) s, *end = p + len;
-
-    while (p < end) {
-        unsigned c = *p;
-        size_t  n;
-        unsigned cp;
-
-        if (c < 0x80) {
-            if (c == 0)
-                return false;
-            p++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)
-            n = 1, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-            n = 2, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-            n = 3, cp = c & 0x07;
-        else
-            return false;
-        if ((size_t) (end - p) <= n)
-            return false;
-        for (size_t i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff))
-            || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        p += n + 1;
-    }
-    return true;
+    /* PostgreSQL text cannot hold U+0000 */
+    return memchr(s, '\0', len) == NULL && utf8_valid(s, len);
 }
 
 /* retryable - the statement failed in a way a fresh prepare/connection fixes */
