@@ -43,17 +43,14 @@ import random
 import re
 import resource
 import selectors
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(HERE)
-BIN = os.environ.get("POSTERN_BIN", os.path.join(TOP, "build", "bin"))
-PEER = os.path.abspath(os.path.join(TOP, "..", "shared", "peers", "dovecot"))
+from bench_common import DOVECOT_PEER, DovecotPeer, Postern
+
 HOST = "127.0.0.1"
 POSTERN_DIR = "/tmp/bench-imap-postern"
 POSTERN_PORT_BASE = 22000
@@ -558,23 +555,31 @@ def wait_port(port, timeout=15):
     return False
 
 
-class Postern:
-    name = "Postern"
+class PosternIMAP(Postern):
+    """Postern with imapd in master.cf (maxproc procs), users user0..9, no login throttling."""
 
     def __init__(self, nofile, procs=None):
-        self.postctl = [os.path.join(BIN, "postctl"), "-c", POSTERN_DIR + "/etc"]
+        # no brute-force delay or lockout: thousands of logins from one address are the test
+        super().__init__(POSTERN_DIR, POSTERN_PORT_BASE,
+                         [("user%d@%s" % (i, DOMAIN), PASS) for i in range(NUSERS)], domain=DOMAIN,
+                         extra_main_cf="auth_failure_delay = 0\nauth_lockout_time = 0\n",
+                         interface=HOST)
         self.procs = procs
         self.port = POSTERN_PORT_BASE + 143
         self.nofile = nofile
         self.folder = f"{POSTERN_DIR}/mail/{DOMAIN}/user9/.{BOX}"
 
     def setup(self):
-        subprocess.run(self.postctl + ["stop"], capture_output=True)
-        shutil.rmtree(POSTERN_DIR, ignore_errors=True)
-        subprocess.run([os.path.join(BIN, "postctl"), "init", "--dir", POSTERN_DIR, "--port-base",
-                        str(POSTERN_PORT_BASE), "--inet-interfaces", HOST,
-                        "--hostname", "mx.example.test"], check=True, capture_output=True)
-        mcf = POSTERN_DIR + "/etc/master.cf"
+        self.create()
+        self.configure_imapd()
+        self.start(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   preexec_fn=server_limits(self.nofile))
+        if not wait_port(self.port):
+            raise RuntimeError("Postern imapd does not answer on %d; log:\n%s"
+                               % (self.port, self.log_tail()))
+
+    def configure_imapd(self):
+        mcf = self.path("etc", "master.cf")
         with open(mcf) as f:
             have_imapd = re.search(r"^\S+\s+inet\s.*\simapd\b", f.read(), re.M)
         if not have_imapd:
@@ -590,19 +595,6 @@ class Postern:
                     lines[k] = " ".join(fields)
             with open(mcf, "w") as f:
                 f.write("\n".join(lines) + "\n")
-        # no brute-force delay or lockout: thousands of logins from one address are the test
-        with open(POSTERN_DIR + "/etc/main.cf", "a") as f:
-            f.write("auth_failure_delay = 0\nauth_lockout_time = 0\n")
-        subprocess.run(self.postctl + ["domain", "add", DOMAIN], check=True, capture_output=True)
-        for i in range(NUSERS):
-            subprocess.run(self.postctl + ["user", "add", "user%d@%s" % (i, DOMAIN), "--password-stdin"],
-                           input=b"secret\n", check=True, capture_output=True)
-        subprocess.run(self.postctl + ["start"], check=True, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       preexec_fn=server_limits(self.nofile))
-        if not wait_port(self.port):
-            raise RuntimeError("Postern imapd does not answer on %d; log:\n%s"
-                               % (self.port, self.log_tail()))
 
     def log_tail(self):
         try:
@@ -635,29 +627,16 @@ class Postern:
     def idle_target(self, a):
         return a.idle_conns
 
-    def teardown(self):
-        subprocess.run(self.postctl + ["stop"], capture_output=True)
 
-
-class Dovecot:
-    name = "Dovecot"
+class DovecotIMAP(DovecotPeer):
+    """The peer Dovecot in its own base and ports, started with the servers' RLIMIT_NOFILE."""
 
     def __init__(self, nofile):
-        self.port = PEER_IMAP_PORT
-        self.nofile = nofile
-        self.env = dict(os.environ, PEER_BASE=PEER_BASE, PEER_IMAP_PORT=str(PEER_IMAP_PORT),
-                        PEER_IMAPS_PORT=str(PEER_IMAPS_PORT))
+        super().__init__(PEER_BASE, PEER_IMAP_PORT, PEER_IMAPS_PORT, preexec_fn=server_limits(nofile))
         self.folder = f"{PEER_BASE}/vmail/{DOMAIN}/user9/Maildir/.{BOX}"
 
     def setup(self):
-        subprocess.run([PEER + "/teardown.sh", "--purge"], env=self.env, capture_output=True)
-        # not capture_output: the daemonized dovecot keeps its stderr, so a pipe never ends
-        with open(PEER_BASE + ".setup.log", "w") as log:
-            r = subprocess.run([PEER + "/setup.sh"], env=self.env, stdin=subprocess.DEVNULL,
-                               stdout=log, stderr=log, preexec_fn=server_limits(self.nofile))
-        if r.returncode != 0:
-            with open(PEER_BASE + ".setup.log") as log:
-                raise RuntimeError("peer setup.sh failed: " + log.read())
+        super().setup()
         if not wait_port(self.port):
             raise RuntimeError("peer Dovecot does not answer on %d" % self.port)
 
@@ -667,10 +646,6 @@ class Dovecot:
         c.ok("CREATE " + BOX)
         c.close()
         return self.folder
-
-    def master_pid(self):
-        with open(PEER_BASE + "/run/master.pid") as f:
-            return int(f.read())
 
     def imap_pids(self):
         pids = []
@@ -685,9 +660,6 @@ class Dovecot:
 
     def idle_target(self, a):
         return min(a.idle_conns, a.peer_idle_conns)
-
-    def teardown(self):
-        subprocess.run([PEER + "/teardown.sh", "--purge"], env=self.env, capture_output=True)
 
 
 # ---- report ----
@@ -781,7 +753,7 @@ def stage(system, res, name, fn):
     except Exception as e:
         res.setdefault("errors", {})[name] = "%s: %s" % (type(e).__name__, e)
         print("  FAILED (%s): %s: %s" % (name, type(e).__name__, e), flush=True)
-        if isinstance(system, Postern):
+        if isinstance(system, PosternIMAP):
             print(system.log_tail(), flush=True)
 
 
@@ -830,12 +802,13 @@ def main():
             print("imap_bench: cannot raise the hard RLIMIT_NOFILE to %s (%s; no CAP_SYS_RESOURCE?):"
                   " the servers get %d" % (a.server_nofile, e, hard), file=sys.stderr)
             a.server_nofile = str(hard)
-    systems = [Postern(a.server_nofile, a.imapd_procs)]
+    systems = [PosternIMAP(a.server_nofile, a.imapd_procs)]
     if not a.no_peer:
-        if shutil.which("dovecot") and os.path.exists(PEER + "/setup.sh"):
-            systems.append(Dovecot(a.server_nofile))
+        if DovecotPeer.available():
+            systems.append(DovecotIMAP(a.server_nofile))
         else:
-            print("imap_bench: no dovecot or no %s/setup.sh: Postern only" % PEER, file=sys.stderr)
+            print("imap_bench: no dovecot or no %s/setup.sh: Postern only" % DOVECOT_PEER,
+                  file=sys.stderr)
     results = {}
     for system in systems:
         print("%s:" % system.name, flush=True)

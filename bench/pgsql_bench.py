@@ -19,51 +19,20 @@ asserted.
   sudo bench/pgsql_bench.py [--rcpts 5000] [--logins 1000] [--messages 500] [--users 200]
 """
 import argparse
-import base64
 import os
 import smtplib
-import socket
 import sys
-import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(HERE)
-os.environ.setdefault("POSTERN_BIN", os.path.join(TOP, "build", "bin"))
+from bench_common import BIN, TOP, AuthClient, timed_threads
+
+os.environ["POSTERN_BIN"] = BIN      # postern_test's Instance reads it
 sys.path.insert(0, os.path.join(TOP, "tests"))
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 from pgsql_helper import PgServer  # noqa: E402
-from postern_test import Instance, wait_until  # noqa: E402
+from postern_test import Instance  # noqa: E402
 
 DOMAIN = "bench.test"
-
-
-class AuthClient:
-    """Dovecot auth protocol over authd's socket, as smtpd speaks it."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
-        self.sock.sendall(b"VERSION\t1\t2\nCPID\t%d\n" % os.getpid())
-        self.buf = b""
-        while b"DONE\n" not in self.buf:
-            self.buf += self.sock.recv(4096)
-        self.buf = self.buf[self.buf.index(b"DONE\n") + 5:]
-        self.next_id = 1
-
-    def send(self, user, password):
-        resp = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode())
-        self.sock.sendall(b"AUTH\t%d\tPLAIN\tservice=smtp\tresp=%s\n" % (self.next_id, resp))
-        self.next_id += 1
-
-    def reply(self):
-        while b"\n" not in self.buf:
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError("authd closed the connection")
-            self.buf += data
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line
 
 
 def make_instance(name, pg, users):
@@ -113,17 +82,11 @@ def bench_logins(inst, total, users, connections=4, inflight=8):
                 n = (sent * 7) % users
                 c.send("u%d@%s" % (n, DOMAIN), "pw%d" % n)
                 sent += 1
-            line = c.reply()
+            line = c.reply_line()
             got += 1
             if not line.startswith(b"OK"):
                 errors.append(line)
-    start = time.time()
-    threads = [threading.Thread(target=run, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.time() - start
+    elapsed = timed_threads(run, [(c,) for c in clients])
     if errors:
         raise RuntimeError("logins failed: %r" % errors[:3])
     return share * connections / elapsed
@@ -142,13 +105,7 @@ def bench_ingest(inst, total, users, connections=4):
                                body)
         except Exception as e:     # noqa: BLE001 - reported below
             errors.append(e)
-    start = time.time()
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.time() - start
+    elapsed = timed_threads(run, [(k,) for k in range(connections)])
     if errors:
         raise RuntimeError("ingest failed: %r" % errors[:3])
     return share * connections / elapsed

@@ -17,66 +17,11 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(HERE)
-BIN = os.environ.get("POSTERN_BIN", os.path.join(TOP, "build", "bin"))
-PEER = os.path.abspath(os.path.join(TOP, "..", "shared", "peers", "postfix"))
+from bench_common import Postern, PostfixPeer, clean, count_files
+
 POSTERN_DIR = "/tmp/bench-postern"
 POSTERN_PORT_BASE = 20000
-
-
-def count_files(d):
-    try:
-        with os.scandir(d) as it:
-            return sum(1 for _ in it)
-    except FileNotFoundError:
-        return 0
-
-
-def clean(d):
-    if os.path.isdir(d):
-        for name in os.listdir(d):
-            os.unlink(os.path.join(d, name))
-
-
-class Postern:
-    name = "Postern"
-
-    def __init__(self):
-        self.postctl = [os.path.join(BIN, "postctl"), "-c", POSTERN_DIR + "/etc"]
-        self.port = POSTERN_PORT_BASE + 25
-        self.maildir_new = POSTERN_DIR + "/mail/example.test/user0/new"
-
-    def setup(self):
-        subprocess.run(self.postctl + ["stop"], capture_output=True)
-        shutil.rmtree(POSTERN_DIR, ignore_errors=True)
-        subprocess.run([os.path.join(BIN, "postctl"), "init", "--dir", POSTERN_DIR, "--port-base",
-                        str(POSTERN_PORT_BASE), "--inet-interfaces", "127.0.0.1",
-                        "--hostname", "mx.example.test"], check=True, capture_output=True)
-        subprocess.run(self.postctl + ["domain", "add", "example.test"], check=True, capture_output=True)
-        for i in range(10):
-            subprocess.run(self.postctl + ["user", "add", "user%d@example.test" % i, "--password-stdin"],
-                           input=b"secret\n", check=True, capture_output=True)
-        subprocess.run(self.postctl + ["start"], check=True, capture_output=True)
-        time.sleep(1)
-
-    def teardown(self):
-        subprocess.run(self.postctl + ["stop"], capture_output=True)
-
-
-class Postfix:
-    name = "Postfix"
-
-    def __init__(self):
-        self.base = os.environ.get("PEER_BASE", "/tmp/peer-postfix")
-        self.port = int(os.environ.get("PEER_PORT", "10025"))
-        self.maildir_new = self.base + "/vmail/example.test/user0/new"
-
-    def setup(self):
-        subprocess.run([PEER + "/setup.sh"], check=True, capture_output=True)
-
-    def teardown(self):
-        subprocess.run([PEER + "/teardown.sh"], capture_output=True)
+USERS = [("user%d@example.test" % i, "secret") for i in range(10)]
 
 
 def run_case(system, sessions, msgs, size):
@@ -106,9 +51,9 @@ def main():
     if shutil.which("smtp-source") is None:
         sys.exit("smtp_bench: smtp-source not found: apt-get install postfix "
                  "(answer 'No configuration')")
-    systems = [Postern()]
-    if not a.no_peer and os.geteuid() == 0 and shutil.which("postfix") and os.path.exists(PEER + "/setup.sh"):
-        systems.append(Postfix())
+    systems = [Postern(POSTERN_DIR, POSTERN_PORT_BASE, USERS)]
+    if not a.no_peer and PostfixPeer.available():
+        systems.append(PostfixPeer())
     results = {}
     for system in systems:
         system.setup()

@@ -13,7 +13,6 @@ are missing, or with --no-peer).
   sudo bench/smtp_out_bench.py [--msgs 5000] [--size 4096] [--no-peer]
 """
 import argparse
-import os
 import random
 import socket
 import shutil
@@ -22,10 +21,8 @@ import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(HERE)
-BIN = os.environ.get("POSTERN_BIN", os.path.join(TOP, "build", "bin"))
-PEER = os.path.abspath(os.path.join(TOP, "..", "shared", "peers", "postfix"))
+from bench_common import Postern, PostfixPeer
+
 POSTERN_DIR = "/tmp/bench-out-postern"
 NDEST = 10
 
@@ -87,50 +84,32 @@ def transport_lines():
     return "".join("d%d.test smtp:[127.0.0.1]:%d\n" % (k, SINK_PORT + k) for k in range(NDEST))
 
 
-class Postern:
-    name = "Postern"
+class PosternOut(Postern):
+    """A Postern with transport_maps to the sinks and no domain of its own."""
 
     def __init__(self):
-        self.postctl = [os.path.join(BIN, "postctl"), "-c", POSTERN_DIR + "/etc"]
-        self.port = POSTERN_PORT_BASE + 25
-
-    def setup(self):
-        subprocess.run(self.postctl + ["stop"], capture_output=True)
-        shutil.rmtree(POSTERN_DIR, ignore_errors=True)
-        subprocess.run([os.path.join(BIN, "postctl"), "init", "--dir", POSTERN_DIR, "--port-base",
-                        str(POSTERN_PORT_BASE), "--inet-interfaces", "127.0.0.1",
-                        "--hostname", "mx.example.test"], check=True, capture_output=True)
         tmap = POSTERN_DIR + "/etc/transport"
-        with open(tmap, "w") as f:
+        super().__init__(POSTERN_DIR, POSTERN_PORT_BASE, domain=None,
+                         extra_main_cf="transport_maps = texthash:%s\nsmtp_tls_security_level = none\n"
+                         % tmap)
+        self.tmap = tmap
+
+    def create(self):
+        super().create()
+        with open(self.tmap, "w") as f:
             f.write(transport_lines())
-        with open(POSTERN_DIR + "/etc/main.cf", "a") as f:
-            f.write("transport_maps = texthash:%s\nsmtp_tls_security_level = none\n" % tmap)
-        subprocess.run(self.postctl + ["start"], check=True, capture_output=True)
-        time.sleep(1)
-
-    def teardown(self):
-        subprocess.run(self.postctl + ["stop"], capture_output=True)
 
 
-class Postfix:
-    name = "Postfix"
-
-    def __init__(self):
-        self.port = int(os.environ.get("PEER_PORT", "10025"))
-        self.conf = os.environ.get("PEER_BASE", "/tmp/peer-postfix") + "/etc"
+class PostfixOut(PostfixPeer):
+    """The peer with transport_maps to the sinks."""
 
     def setup(self):
-        subprocess.run(["bash", os.path.join(PEER, "setup.sh")], check=True, capture_output=True)
+        super().setup()
         with open(self.conf + "/transport", "w") as f:
             f.write(transport_lines())
         subprocess.run(["postmap", "-c", self.conf, "hash:%s/transport" % self.conf], check=True)
-        subprocess.run(["postconf", "-c", self.conf, "-e", "transport_maps = hash:%s/transport" % self.conf],
-                       check=True)
-        subprocess.run(["postfix", "-c", self.conf, "reload"], check=True, capture_output=True)
-        time.sleep(2)
-
-    def teardown(self):
-        subprocess.run(["bash", os.path.join(PEER, "teardown.sh")], capture_output=True)
+        self.postconf("transport_maps = hash:%s/transport" % self.conf)
+        self.reload(settle=2)
 
 
 def run(system, msgs, size):
@@ -168,10 +147,9 @@ def main():
     for tool in ("smtp-sink", "smtp-source"):
         if shutil.which(tool) is None:
             sys.exit("%s not found (Debian package postfix)" % tool)
-    systems = [Postern()]
-    if not args.no_peer and shutil.which("postfix") and os.path.exists(os.path.join(PEER, "setup.sh")) \
-            and os.geteuid() == 0:
-        systems.append(Postfix())
+    systems = [PosternOut()]
+    if not args.no_peer and PostfixPeer.available():
+        systems.append(PostfixOut())
     rates = {}
     print("%d messages of %d bytes to %d destinations (smtp-sink each), 20 injecting sessions"
           % (args.msgs, args.size, NDEST))

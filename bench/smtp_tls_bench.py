@@ -18,79 +18,31 @@ one run only; nothing is asserted.
 """
 import argparse
 import os
-import shutil
 import smtplib
 import ssl
 import subprocess
 import sys
-import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(HERE)
-BIN = os.environ.get("POSTERN_BIN", os.path.join(TOP, "build", "bin"))
-PEER = os.path.abspath(os.path.join(TOP, "..", "shared", "peers", "postfix"))
+from bench_common import BIN, Postern, PostfixPeer, count_files, timed_threads
+
 POSTERN_DIR = "/tmp/bench-postern-tls"
 POSTERN_PORT_BASE = 21000
 
 
-def count_files(d):
-    try:
-        with os.scandir(d) as it:
-            return sum(1 for _ in it)
-    except FileNotFoundError:
-        return 0
-
-
-class Postern:
-    name = "Postern"
-
-    def __init__(self):
-        self.postctl = [os.path.join(BIN, "postctl"), "-c", POSTERN_DIR + "/etc"]
-        self.port = POSTERN_PORT_BASE + 25
-        self.maildir_new = POSTERN_DIR + "/mail/example.test/user0/new"
+class PostfixTLS(PostfixPeer):
+    """The peer with a self-signed certificate and smtpd_tls_security_level = may."""
 
     def setup(self):
-        subprocess.run(self.postctl + ["stop"], capture_output=True)
-        shutil.rmtree(POSTERN_DIR, ignore_errors=True)
-        subprocess.run([os.path.join(BIN, "postctl"), "init", "--dir", POSTERN_DIR, "--port-base",
-                        str(POSTERN_PORT_BASE), "--inet-interfaces", "127.0.0.1",
-                        "--hostname", "mx.example.test"], check=True, capture_output=True)
-        subprocess.run(self.postctl + ["domain", "add", "example.test"], check=True,
-                       capture_output=True)
-        subprocess.run(self.postctl + ["user", "add", "user0@example.test", "--password-stdin"],
-                       input=b"secret\n", check=True, capture_output=True)
-        subprocess.run(self.postctl + ["start"], check=True, capture_output=True)
-        time.sleep(1)
-
-    def teardown(self):
-        subprocess.run(self.postctl + ["stop"], capture_output=True)
-
-
-class Postfix:
-    name = "Postfix"
-
-    def __init__(self):
-        self.base = os.environ.get("PEER_BASE", "/tmp/peer-postfix")
-        self.port = int(os.environ.get("PEER_PORT", "10025"))
-        self.maildir_new = self.base + "/vmail/example.test/user0/new"
-
-    def setup(self):
-        subprocess.run([PEER + "/setup.sh"], check=True, capture_output=True)
-        etc = self.base + "/etc"
-        cert, key = etc + "/bench-cert.pem", etc + "/bench-key.pem"
+        super().setup()
+        cert, key = self.conf + "/bench-cert.pem", self.conf + "/bench-key.pem"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                         "-subj", "/CN=mx.example.test", "-keyout", key, "-out", cert],
                        check=True, capture_output=True)
         os.chmod(key, 0o600)
-        subprocess.run(["postconf", "-c", etc, "-e", "smtpd_tls_cert_file=" + cert,
-                        "smtpd_tls_key_file=" + key, "smtpd_tls_security_level=may"],
-                       check=True, capture_output=True)
-        subprocess.run(["postfix", "-c", etc, "reload"], check=True, capture_output=True)
-        time.sleep(1)
-
-    def teardown(self):
-        subprocess.run([PEER + "/teardown.sh"], capture_output=True)
+        self.postconf("smtpd_tls_cert_file=" + cert, "smtpd_tls_key_file=" + key,
+                      "smtpd_tls_security_level=may")
+        self.reload(settle=1)
 
 
 def tls_context():
@@ -152,17 +104,10 @@ def percentile(values, p):
 
 def run_case(system, mode, sessions, msgs, size):
     per = msgs // sessions
-    latencies, errors, threads = [], [], []
+    latencies, errors = [], []
     before = count_files(system.maildir_new)
-    t0 = time.monotonic()
-    for k in range(sessions):
-        t = threading.Thread(target=worker, args=(system.port, mode, per, size, k * per,
-                                                  latencies, errors))
-        t.start()
-        threads.append(t)
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - t0
+    elapsed = timed_threads(worker, [(system.port, mode, per, size, k * per, latencies, errors)
+                                     for k in range(sessions)])
     deadline = time.monotonic() + 300
     while count_files(system.maildir_new) < before + len(latencies) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -181,10 +126,9 @@ def main():
     a = ap.parse_args()
     if not os.path.exists(os.path.join(BIN, "postctl")):
         sys.exit("smtp_tls_bench: %s/postctl not found (set POSTERN_BIN)" % BIN)
-    systems = [Postern()]
-    if (not a.no_peer and os.geteuid() == 0 and shutil.which("postfix")
-            and os.path.exists(PEER + "/setup.sh")):
-        systems.append(Postfix())
+    systems = [Postern(POSTERN_DIR, POSTERN_PORT_BASE, [("user0@example.test", "secret")])]
+    if not a.no_peer and PostfixPeer.available():
+        systems.append(PostfixTLS())
     modes = a.modes.split(",")
     results = {}
     for system in systems:
