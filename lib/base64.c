@@ -7,8 +7,7 @@
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* value - 0..63 for a character of the alphabet, -1 otherwise */
-static int value(unsigned char c)
+int base64_digit_value(unsigned char c, unsigned char digit63)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';
@@ -18,7 +17,7 @@ static int value(unsigned char c)
         return c - '0' + 52;
     if (c == '+')
         return 62;
-    if (c == '/')
+    if (c == digit63)
         return 63;
     return -1;
 }
@@ -58,7 +57,7 @@ int base64_decode(const char *in, size_t len, unsigned flags, struct strbuf *out
         return -1;                      /* missing padding, or padding where none belongs */
     sb_append(out, "", 0);
     for (size_t i = 0; i < data_len; i++) {
-        int     v = value((unsigned char) in[i]);
+        int     v = base64_digit_value((unsigned char) in[i], '/');
 
         if (v < 0) {
             sb_truncate(out, start);

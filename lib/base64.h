@@ -14,6 +14,9 @@
 
 #define BASE64_PADDING_OPTIONAL (1u << 0)
 
+/* base64_digit_value - 0..63 for a digit of the alphabet whose last digit is digit63
+ * ('/' here, ',' in IMAP's modified base64), -1 for anything else */
+int  base64_digit_value(unsigned char c, unsigned char digit63);
 /* base64_encode - append the encoding of data to out */
 void base64_encode(struct strbuf *out, const void *data, size_t len);
 /* base64_decode - append the decoded bytes to out; -1 (out unchanged) on bad input */

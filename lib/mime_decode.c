@@ -21,6 +21,7 @@
 #include "strbuf.h"
 #include "mime.h"
 #include "utf8.h"
+#include "base64.h"
 
 enum charset { CS_UTF8, CS_LATIN1, CS_CP1252, CS_UNKNOWN };
 
@@ -68,22 +69,6 @@ static void convert(struct strbuf *out, const char *s, size_t len, enum charset 
     }
 }
 
-/* b64_value - the 6-bit value of c, or -1 */
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 /* b64_decode - tolerant base64: other bytes skipped, "=" ends the data */
 static void b64_decode(struct strbuf *out, const char *s, size_t len)
 {
@@ -91,7 +76,7 @@ static void b64_decode(struct strbuf *out, const char *s, size_t len)
     int     bits = 0;
 
     for (size_t i = 0; i < len && s[i] != '='; i++) {
-        int     v = b64_value((unsigned char) s[i]);
+        int     v = base64_digit_value((unsigned char) s[i], '/');
 
         if (v < 0)
             continue;

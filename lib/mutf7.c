@@ -22,25 +22,10 @@
 #include "mutf7.h"
 #include "strbuf.h"
 #include "utf8.h"
+#include "base64.h"
 
 static const char mb64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
-
-/* mb64_value - the 6-bit value of a modified base64 character, or -1 */
-static int mb64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == ',')
-        return 63;
-    return -1;
-}
 
 /* is_control - C0, DEL or C1 code point */
 static bool is_control(uint32_t cp)
@@ -63,7 +48,7 @@ static int decode_run(const char **sp, struct strbuf *out)
 
         if (*s == '-')
             break;
-        if ((v = mb64_value((unsigned char) *s)) < 0)
+        if ((v = base64_digit_value((unsigned char) *s, ',')) < 0)
             return -1;                  /* junk, or the run is unterminated */
         bits = (bits << 6) | (uint32_t) v;
         nbits += 6;
