@@ -18,7 +18,8 @@
  *
  * Failures never lose or misdeliver mail: a bad path in the table is a
  * configuration error, so the recipient is deferred ("4.3.5") and a warning
- * logged; a symlink in the way is deferred with a warning (someone may be
+ * logged (a path into another user's Maildir, say "example.test/bob/new/",
+ * likewise); a symlink in the way is deferred with a warning (someone may be
  * trying to reach another user's files); full disk, quota and I/O errors
  * are deferred as 4.3.0, other mailbox errors as 4.2.0. Only "unknown user"
  * bounces, and a full mailbox with virtual_overquota_bounce (virtual_quota.c:
@@ -161,6 +162,10 @@ static void deliver_one(struct virtual_server *vs, const struct delivery_request
         if (saved == ELOOP || saved == EXDEV) {
             msg_warn("%s: to=<%s>: maildir refused: %s", req->queue_id, rcpt, sb_str(&err));
             virtual_result(res, DELIVERY_DEFER, "4.2.0", "mailbox path contains a symbolic link; refused");
+        } else if (saved == EINVAL) {
+            msg_warn("%s: to=<%s>: bad mailbox path in virtual_mailbox_maps: %s; fix the table entry",
+                     req->queue_id, rcpt, sb_str(&err));
+            virtual_result(res, DELIVERY_DEFER, "4.3.5", "bad mailbox path in virtual_mailbox_maps");
         } else {
             msg_warn("%s: to=<%s>: cannot open maildir: %s", req->queue_id, rcpt, sb_str(&err));
             virtual_result(res, DELIVERY_DEFER, store_dsn(saved), "cannot create maildir: %s", strerror(saved));

@@ -12,7 +12,10 @@
  * parent's fd (with the same flags) and making only single names means no
  * path is ever resolved twice, so a directory swapped for a symlink between
  * our check and our use is still refused. A name that is a symlink fails
- * with ELOOP, whatever it points to.
+ * with ELOOP, whatever it points to. A mailbox path (maildir_open()) may
+ * not run through another Maildir but by one of its "." folders: an entry
+ * "example.test/bob/new/" would otherwise make a Maildir among bob's
+ * messages, or a directory where his maildirsize belongs.
  *
  * Durability (the Maildir specification and DESIGN.md): the message is
  * fsynced in tmp/, hard-linked into new/ (link() fails instead of replacing
@@ -164,8 +167,26 @@ static int open_component(int parent, const char *name, bool create, const char 
     return fd;
 }
 
-/* maildir_open_dir - directory path beneath dirfd, component by component, no symlinks */
-int maildir_open_dir(int dirfd, const char *path, bool create, struct strbuf *err)
+/* is_maildir - dirfd has tmp/ new/ cur/ of its own */
+static bool is_maildir(int dirfd)
+{
+    static const char *subdirs[] = {"tmp", "new", "cur"};
+    struct stat st;
+
+    for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++)
+        if (fstatat(dirfd, subdirs[i], &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
+            return false;
+    return true;
+}
+
+/*
+ * walk - open path beneath dirfd one component at a time. mailbox: path is a
+ * mailbox from a table, which may end in another Maildir's "."-folder (a
+ * shared folder) but never inside its own entries (new/, cur/, tmp/,
+ * maildirsize, the UID list): a Maildir made or written there would change
+ * another user's mailbox behind its owner's back (EINVAL).
+ */
+static int walk(int dirfd, const char *path, bool create, bool mailbox, struct strbuf *err)
 {
     struct strbuf name = STRBUF_INIT;
     size_t  len = strlen(path);
@@ -184,6 +205,13 @@ int maildir_open_dir(int dirfd, const char *path, bool create, struct strbuf *er
         }
         sb_reset(&name);
         sb_append(&name, path + i, n);
+        if (mailbox && fd >= 0 && path[i] != '.' && is_maildir(fd)) {
+            close(fd);
+            fail(err, EINVAL, "%s: \"%s\" is inside the Maildir above it (only a .folder may hold a mailbox)",
+                 path, sb_str(&name));
+            sb_free(&name);
+            return -1;
+        }
         next = open_component(fd >= 0 ? fd : dirfd, sb_str(&name), create, path, err);
         saved = errno;
         if (fd >= 0)
@@ -200,11 +228,17 @@ int maildir_open_dir(int dirfd, const char *path, bool create, struct strbuf *er
     return fd;
 }
 
+/* maildir_open_dir - directory path beneath dirfd, component by component, no symlinks */
+int maildir_open_dir(int dirfd, const char *path, bool create, struct strbuf *err)
+{
+    return walk(dirfd, path, create, false, err);
+}
+
 /* maildir_open - the Maildir at path beneath base_dirfd, with tmp/ new/ cur/ made if create */
 int maildir_open(int base_dirfd, const char *path, bool create, struct strbuf *err)
 {
     static const char *subdirs[] = {"tmp", "new", "cur"};
-    int     fd = maildir_open_dir(base_dirfd, path, create, err);
+    int     fd = walk(base_dirfd, path, create, true, err);
     struct stat st;
 
     if (fd < 0)

@@ -34,7 +34,10 @@
 int  maildir_path_check(const char *path, size_t len, struct strbuf *err);
 /* maildir_open_dir - directory path beneath dirfd, component by component, no symlinks; creates missing ones (0700) if create */
 int  maildir_open_dir(int dirfd, const char *path, bool create, struct strbuf *err);
-/* maildir_open - the Maildir at path beneath base_dirfd (checked), with tmp/ new/ cur/ made if create; an O_RDONLY dir fd */
+/*
+ * maildir_open - the Maildir at path beneath base_dirfd (checked), with tmp/ new/ cur/ made if create;
+ * an O_RDONLY dir fd. EINVAL: path leads into another Maildir other than through a ".folder".
+ */
 int  maildir_open(int base_dirfd, const char *path, bool create, struct strbuf *err);
 
 /* maildir_escape_host - HOST part of a file name: ',' '/' ':' as \054 \057 \072, control characters dropped */

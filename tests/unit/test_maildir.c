@@ -4,7 +4,8 @@
  * directories and tmp/ new/ cur/, refusal of symlinks at every level (a
  * link planted in the tree pointing outside must never be written through),
  * unique names and the host escaping, and delivery: content, the ",S=" size,
- * nothing left in tmp/, abort, the cur/ form with info, a short source file.
+ * nothing left in tmp/, abort, the cur/ form with info, a short source file;
+ * a mailbox path never made inside another Maildir (but for its .folders).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -453,6 +454,51 @@ static void test_open_dir_plain(void **state)
     sb_free(&p);
 }
 
+/* test_not_inside_another_maildir - a mailbox path may enter a Maildir only through a .folder */
+static void test_not_inside_another_maildir(void **state)
+{
+    const char *inside[] = {"x.test/bob/new/", "x.test/bob/cur/", "x.test/bob/tmp/", "x.test/bob/maildirsize/",
+                            "x.test/bob/new/deeper/", "x.test/bob/.Shared/cur/"};
+    struct strbuf err = STRBUF_INIT;
+    struct strbuf p = STRBUF_INIT;
+    int     fd;
+
+    (void) state;
+    fd = maildir_open(base_fd, "x.test/bob/", true, &err);
+    assert_true(fd >= 0);
+    close(fd);
+    fd = maildir_open(base_fd, "x.test/bob/.Shared/", true, &err);    /* a shared folder: allowed */
+    assert_true(fd >= 0);
+    close(fd);
+    for (size_t i = 0; i < sizeof(inside) / sizeof(inside[0]); i++) {
+        sb_reset(&err);
+        errno = 0;
+        if (maildir_open(base_fd, inside[i], true, &err) != -1 || errno != EINVAL)
+            fail_msg("\"%s\" opened (errno %d, %s)", inside[i], errno, sb_str(&err));
+        assert_non_null(strstr(sb_str(&err), "inside the Maildir"));
+    }
+    /* nothing was made among bob's entries */
+    sb_printf(&p, "%s/x.test/bob/new", base);
+    assert_int_equal(count_entries(sb_str(&p), NULL), 0);
+    sb_reset(&p);
+    sb_printf(&p, "%s/x.test/bob/maildirsize", base);
+    assert_false(is_dir(sb_str(&p)));
+    /* imapd's own walk into a folder's cur/ is not a mailbox path: still fine */
+    fd = maildir_open_dir(base_fd, "x.test/bob/.Shared/cur", false, &err);
+    assert_true(fd >= 0);
+    close(fd);
+    /* a domain whose users are called tmp, new and cur is no Maildir until it has all three */
+    fd = maildir_open(base_fd, "y.test/new/", true, &err);
+    assert_true(fd >= 0);
+    close(fd);
+    fd = maildir_open(base_fd, "y.test/tmp/", true, &err);
+    assert_true(fd >= 0);
+    close(fd);
+    run("rm -rf '%s/x.test' '%s/y.test'", base, base);
+    sb_free(&err);
+    sb_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_deliver),
         cmocka_unit_test(test_open_dir_plain),
+        cmocka_unit_test(test_not_inside_another_maildir),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
