@@ -1,5 +1,5 @@
 """Security battery: what an attacker on the Internet (or a hostile file in the
-queue) tries, against one real instance.
+queue, or a hostile table entry) tries, against one real instance.
 
 - relay tricks on the submission ports without AUTH (port 25 is test_relay's):
   every one refused with a 5xx;
@@ -21,13 +21,23 @@ queue) tries, against one real instance.
   or its DSN;
 - hostile queue files crafted in incoming/ (valid CRCs, hostile envelope):
   moved to corrupt/ or refused per recipient, nothing written outside the
-  queue and the mail base, and the queue keeps working.
+  queue and the mail base, and the queue keeps working;
+- hostile map entries written into the text tables and compiled with postctl map
+  (virtual_mailbox_maps: "..", absolute, control characters, > PATH_MAX, a planted
+  symlink to outside, an empty value; virtual_alias_maps: files, commands,
+  :include:; virtual_mailbox_limit_maps: absurd sizes; users whose entry is
+  rewritten to point outside, over SMTP and IMAP): deferred (4.3.5 for a bad
+  path, as Postfix's virtual(8)) or bounced, nothing written outside the mail
+  base and the queue, no other user's Maildir changed, no crash.
 Every test class prints its figures at the end.
 """
 import base64
 import glob
 import imaplib
+import json
 import os
+import re
+import shutil
 import smtplib
 import socket
 import ssl
@@ -36,7 +46,7 @@ import time
 import unittest
 import zlib
 
-from postern_test import Instance, is_root, main, wait_until
+from postern_test import Instance, children_of, cmdline, is_root, main, wait_until
 from smtpd_helpers import Client
 from test_relay import TRICKS
 
@@ -305,7 +315,10 @@ class IMAPIsolationTest(unittest.TestCase):
         cls.inst = i = Instance1.get()
         with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
             s.sendmail("x@outside.test", ["bob@" + DOMAIN], b"Subject: bob-secret\r\n\r\nbob only\r\n")
+            # alice's Maildir exists and her INBOX is not empty, whichever class ran before
+            s.sendmail("x@outside.test", ["alice@" + DOMAIN], b"Subject: alice-own\r\n\r\nalice\r\n")
         assert wait_until(lambda: maildir_messages(i, "bob"), timeout=20), i.log()
+        assert wait_until(lambda: any(b"alice-own" in m for m in maildir_messages(i, "alice")), timeout=20)
         m = imaplib.IMAP4("127.0.0.1", i.port_base + 143, timeout=30)
         m.login("bob@" + DOMAIN, "bob-pw")
         assert m.create("BobHidden")[0] == "OK"
@@ -558,6 +571,330 @@ class HostileQueueFileTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: any(b"after-hostile" in m for m in maildir_messages(i, "alice")),
                                    timeout=20))
         self.assertEqual(self.inst.crashes(), [])
+
+
+
+def boot_ticks():
+    """Now, in the clock ticks of /proc/PID/stat's start time (since boot)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK")
+
+
+def started_at(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
+class HostileMapEntryTest(unittest.TestCase):
+    """Text tables edited behind postctl's back (an admin's slip, a compromised provisioning
+    script) with entries that try to make virtual, qmgr or imapd write outside the mail base,
+    then compiled with `postctl map`; the daemons pick the new tables up by themselves."""
+    SENDER = "hm-sender@" + DOMAIN
+    TABLES = ("virtual_mailboxes", "virtual_aliases", "virtual_mailbox_limits")
+    TABLE_READERS = ("smtpd", "qmgr", "virtual", "imapd")
+    # virtual_mailbox_maps: local part -> (path, dsn, status); Postfix's virtual(8) defers a
+    # bad entry with 4.3.5, we do too; what the file system refuses (a symlink in the way, a
+    # name too long, a directory we may not write) is 4.2.0
+    MAILBOXES = {
+        "hm-dotdot": (b"../../../tmp/pwned/", "4.3.5", "deferred"),
+        "hm-deep-dotdot": (b"example.test/../../../../../../../../tmp/pwned/", "4.3.5", "deferred"),
+        "hm-abs": (b"/tmp/pwned-abs/", "4.3.5", "deferred"),
+        "hm-alice-bob": (b"example.test/alice/../bob/", "4.3.5", "deferred"),
+        "hm-dot": (b"./", "4.3.5", "deferred"),
+        "hm-root": (b"/", "4.3.5", "deferred"),
+        "hm-ctl": (b"example.test/ctl\x01x/", "4.3.5", "deferred"),
+        "hm-esc": (b"example.test/\x1b[2J/", "4.3.5", "deferred"),
+        "hm-cr": (b"example.test/cr\rx/", "4.3.5", "deferred"),
+        "hm-vt": (b"example.test/vt\x0bx/", "4.3.5", "deferred"),
+        "hm-ff": (b"example.test/ff\x0cx/", "4.3.5", "deferred"),
+        "hm-del": (b"example.test/del\x7fx/", "4.3.5", "deferred"),
+        "hm-long": (b"example.test/" + (b"a" * 200 + b"/") * 25, "4.3.5", "deferred"),
+        "hm-longname": (b"example.test/" + b"b" * 300 + b"/", "4.2.0", "deferred"),
+        "hm-link": (b"example.test/link/", "4.2.0", "deferred"),
+        "hm-link-sub": (b"example.test/link/sub/", "4.2.0", "deferred"),
+        # inside another user's Maildir but for a .folder: among bob's messages, or where his
+        # maildirsize belongs
+        "hm-in-bob-new": (b"example.test/bob/new/", "4.3.5", "deferred"),
+        "hm-in-bob-cur": (b"example.test/bob/cur/", "4.3.5", "deferred"),
+        "hm-in-bob-quota": (b"example.test/bob/maildirsize/", "4.3.5", "deferred"),
+        "hm-in-bob-tmp": (b"example.test/./bob//tmp/x/", "4.3.5", "deferred"),
+        # a legal name (U+0085 NEL, UTF-8): delivered, to its own directory inside the base
+        "hm-nel": (b"example.test/hm-nel\xc2\x85x/", "2.0.0", "sent"),
+        # absurd quotas: a warning, and no limit (mail keeps flowing), in its own Maildir
+        "hm-q-neg": (b"example.test/hm-q-neg/", "2.0.0", "sent"),
+        "hm-q-huge": (b"example.test/hm-q-huge/", "2.0.0", "sent"),
+        "hm-q-abc": (b"example.test/hm-q-abc/", "2.0.0", "sent"),
+        "hm-q-unit": (b"example.test/hm-q-unit/", "2.0.0", "sent"),
+    }
+    ROOT_ONLY = {
+        # the mail base's own directory (authd's socket); without root nothing forbids vmail
+        "hm-postern": (b".postern/", "4.2.0", "deferred"),
+    }
+    LIMITS = {"hm-q-neg": b"-1", "hm-q-huge": b"99999999999999999999999", "hm-q-abc": b"abc",
+              "hm-q-unit": b"9223372036854775807G"}
+    # virtual_alias_maps: local part -> (value, [(final address, dsn, status)])
+    ALIASES = {
+        "hm-file": (b"/tmp/pwned-file", [("/tmp/pwned-file@mx.example.test", "4.4.0", "deferred")]),
+        "hm-cmd": (b"|touch /tmp/pwned-cmd", [("|touch@mx.example.test", "4.4.0", "deferred"),
+                                              ("/tmp/pwned-cmd@mx.example.test", "4.4.0", "deferred")]),
+        "hm-cmd-quoted": (b'"|touch /tmp/pwned-cmdq"',
+                          [('"|touch /tmp/pwned-cmdq"@mx.example.test', "4.4.0", "deferred")]),
+        "hm-include": (b":include:/etc/passwd", [(":include:/etc/passwd@mx.example.test", "4.4.0",
+                                                  "deferred")]),
+        "hm-up": (b"../x@example.test", [("../x@example.test", "5.1.1", "bounced")]),
+    }
+    # users made by `postctl user add`, then their entry rewritten
+    USERS = {"hm-dave": (b"../../../../etc/", "4.3.5"), "hm-erin": (b"example.test/link/", "4.2.0"),
+             "hm-frank": (b"example.test/bob/cur/", "4.3.5")}
+    OUTSIDE_NAMES = {"pwned", "pwned-abs", "pwned-file", "pwned-cmd", "pwned-cmdq", "tmp", "new", "cur",
+                     "maildirsize", "subscriptions"}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.inst = Instance1.get()
+        cls.saved = {t: cls.read_table(t) for t in cls.TABLES}
+        try:
+            cls.plant()
+        except BaseException:
+            try:
+                cls.tearDownClass()     # unittest will not: leave the shared instance as it was
+            finally:
+                raise
+
+    @classmethod
+    def plant(cls):
+        i = cls.inst
+        cls.outside = os.path.join(i.base, "outside")        # the planted symlink's target
+        os.makedirs(cls.outside, exist_ok=True)
+        cls.link = i.path("mail", DOMAIN, "link")
+        os.makedirs(os.path.dirname(cls.link), mode=0o700, exist_ok=True)
+        bob = i.path("mail", DOMAIN, "bob")
+        for sub in ("", "tmp", "new", "cur"):      # bob's Maildir, whichever class ran first
+            os.makedirs(os.path.join(bob, sub), mode=0o700, exist_ok=True)
+        if is_root():
+            import pwd
+            vmail = pwd.getpwnam("vmail")
+            for sub in ("", "tmp", "new", "cur"):
+                os.chown(os.path.join(bob, sub), vmail.pw_uid, vmail.pw_gid)
+        if not os.path.lexists(cls.link):
+            os.symlink(cls.outside, cls.link)
+        if is_root():
+            import pwd
+            vmail = pwd.getpwnam("vmail")
+            for p in (os.path.dirname(cls.link), cls.outside):
+                os.chown(p, vmail.pw_uid, vmail.pw_gid)
+            os.lchown(cls.link, vmail.pw_uid, vmail.pw_gid)
+        for u in cls.USERS:
+            i.postctl("user", "add", "%s@%s" % (u, DOMAIN), "--password-stdin", input=u + "-pw\n")
+        cls.added = {t: cls.read_table(t) for t in cls.TABLES}
+        cls.mailboxes = dict(cls.MAILBOXES, **(cls.ROOT_ONLY if is_root() else {}))
+        mailboxes = b"".join(l + b"\n" for l in cls.added["virtual_mailboxes"].splitlines()
+                             if l.split(b" ")[0] not in {("%s@%s" % (u, DOMAIN)).encode() for u in cls.USERS})
+        mailboxes += ("%s example.test/hm-sender/\n" % cls.SENDER).encode()
+        for u, (path, _) in cls.USERS.items():
+            mailboxes += ("%s@%s " % (u, DOMAIN)).encode() + path + b"\n"
+        for local, (path, _, _) in cls.mailboxes.items():
+            mailboxes += ("%s@%s " % (local, DOMAIN)).encode() + path + b"\n"
+        aliases = cls.added["virtual_aliases"] + b"".join(
+            ("%s@%s " % (local, DOMAIN)).encode() + value + b"\n" for local, (value, _) in cls.ALIASES.items())
+        limits = cls.added["virtual_mailbox_limits"] + b"".join(
+            ("%s@%s " % (local, DOMAIN)).encode() + value + b"\n" for local, value in cls.LIMITS.items())
+        cls.install({"virtual_mailboxes": mailboxes, "virtual_aliases": aliases,
+                     "virtual_mailbox_limits": limits})
+
+    @classmethod
+    def tearDownClass(cls):
+        i = cls.inst
+        if os.path.lexists(cls.link):
+            os.unlink(cls.link)
+        shutil.rmtree(cls.outside, ignore_errors=True)
+        r = i.postctl_raw("queue", "list", "--json")
+        ids = [m["queue_id"] for m in json.loads(r.stdout or "[]") if m.get("sender") == cls.SENDER]
+        if ids:
+            i.postctl("queue", "delete", *ids)
+        cls.install(getattr(cls, "added", cls.saved))
+        for u in cls.USERS:
+            i.postctl_raw("user", "del", "%s@%s" % (u, DOMAIN))
+        if any(cls.read_table(t) != cls.saved[t] for t in cls.TABLES):
+            cls.install(cls.saved)      # set-up stopped half-way
+
+    @classmethod
+    def read_table(cls, name):
+        with open(cls.inst.path("etc", name), "rb") as f:
+            return f.read()
+
+    @classmethod
+    def install(cls, tables):
+        """Write the text tables and compile them, as an admin would; then wait until every
+        daemon that reads them has them."""
+        mark = boot_ticks()
+        for name, text in tables.items():
+            with open(cls.inst.path("etc", name), "wb") as f:
+                f.write(text)
+            cls.inst.postctl("map", cls.inst.path("etc", name))
+        cls.wait_for_tables(mark)
+
+    @classmethod
+    def wait_for_tables(cls, mark):
+        """Chrooted daemons retire when a table is replaced and fresh ones open it: wait until
+        every process that reads the tables started after mark (the first replacement). One
+        that started between two replacements may hold an old copy of the later table and
+        retires by itself at its next check, once a second: wait that long too. Unprivileged
+        daemons reopen the files in place, after the same check."""
+        i = cls.inst
+        if not is_root():
+            time.sleep(2.5)
+            return
+
+        def fresh():
+            for pid in children_of(i.master_pid()):
+                try:
+                    if os.path.basename(cmdline(pid)[0]) in cls.TABLE_READERS and started_at(pid) <= mark:
+                        return False
+                except (OSError, IndexError):
+                    pass            # gone meanwhile
+            return True
+        assert wait_until(fresh, timeout=30, interval=0.2), "daemons kept the old tables:\n" + i.log()[-3000:]
+        time.sleep(1.5)
+
+    def snapshot(self):
+        """What must not change: the instance's directories but the mail base, the queue and
+        the daemons' own (data, auth, log), the symlink's target, and names in /tmp and /etc."""
+        i = self.inst
+        edited = {"etc/" + t + ext for t in self.TABLES for ext in ("", ".db", ".lock")}
+        beside = {k: v for k, v in tree(i.base).items()
+                  if k.split(os.sep)[0] != "inst" or (k.split(os.sep) + [""])[1] not in
+                  ("mail", "queue", "data", "auth", "log")}
+        beside = {k: v for k, v in beside.items() if k[len("inst/"):] not in edited and k != "inst/etc"}
+        return {"beside": beside, "target": tree(self.outside),
+                "tmp": set(os.listdir("/tmp")) & self.OUTSIDE_NAMES,
+                "etc": set(os.listdir("/etc")) & self.OUTSIDE_NAMES,
+                "passwd": os.stat("/etc/passwd").st_mtime_ns, "mail": tree(i.path("mail"))}
+
+    def assert_nothing_outside(self, before):
+        after = self.snapshot()
+        written = 0
+        for what in ("beside", "target", "tmp", "etc", "passwd"):
+            with self.subTest(where=what):
+                self.assertEqual(before[what], after[what], "written outside the mail base: " + what)
+            written += before[what] != after[what]
+        self.assertFalse(os.path.exists("/tmp/tmp/pwned"))
+        return written
+
+    def mail_changes(self, before, allowed):
+        """Paths under the mail base that appeared or changed, but those of allowed mailboxes
+        (their directories, relative to the base) and the domain directory itself."""
+        after = tree(self.inst.path("mail"))
+        changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+        return sorted(k for k in changed if k != DOMAIN and k != os.path.join(DOMAIN, "link")
+                      and not any(k == a or k.startswith(a + os.sep) for a in allowed))
+
+    def outcomes(self, offset, addresses):
+        """{address: (dsn, status)} from the log lines since offset ("to=<A>, [orig_to=<..>, ]...")."""
+        found = {}
+        for m in re.finditer(r"to=<([^>]*)>(?:, orig_to=<[^>]*>)?, relay=[^,]*, delay=[^,]*, "
+                             r"dsn=([0-9.]+), status=(\w+)", self.inst.log()[offset:]):
+            if m.group(1) in addresses:
+                found[m.group(1)] = (m.group(2), m.group(3))
+        return found
+
+    def test_hostile_entries_refused(self):
+        i = self.inst
+        before = self.snapshot()
+        offset = len(i.log())
+        expected = {"%s@%s" % (l, DOMAIN): (dsn, st) for l, (_, dsn, st) in self.mailboxes.items()}
+        expected.update({"%s@%s" % (u, DOMAIN): (dsn, "deferred") for u, (_, dsn) in self.USERS.items()})
+        for _, (_, finals) in self.ALIASES.items():
+            expected.update({a: (dsn, st) for a, dsn, st in finals})
+        rcpts = ["%s@%s" % (l, DOMAIN) for l in list(self.mailboxes) + list(self.USERS) + list(self.ALIASES)]
+        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+            refused = s.sendmail(self.SENDER, rcpts, b"Subject: hostile-map\r\n\r\nx\r\n")
+        self.assertEqual(refused, {})
+        ok = wait_until(lambda: set(self.outcomes(offset, expected)) == set(expected), timeout=30)
+        got = self.outcomes(offset, expected)
+        self.assertTrue(ok, "no outcome for %s; log:\n%s" % (sorted(set(expected) - set(got)),
+                                                           i.log()[offset:][-4000:]))
+        for addr, want in expected.items():
+            with self.subTest(recipient=addr):
+                self.assertEqual(got.get(addr), want)
+            count("hostile map entries tried")
+            count("hostile map entries refused (deferred or bounced)", want[1] != "sent")
+            count("hostile map entries delivered inside (legal name, bad quota)", want[1] == "sent")
+        # the bounce (../x@example.test: 5.1.1) went back to the sender
+        self.assertTrue(wait_until(lambda: any(b"Status: 5.1.1" in m for m in maildir_messages(i, "hm-sender")),
+                                   timeout=20), i.log()[offset:][-3000:])
+        written = self.assert_nothing_outside(before)
+        allowed = [os.path.join(DOMAIN, l) for l in ("hm-sender", "hm-q-neg", "hm-q-huge", "hm-q-abc",
+                                                     "hm-q-unit", "hm-nel\x85x")]
+        self.assertEqual(self.mail_changes(before["mail"], allowed), [], "the mail base changed elsewhere")
+        for l in allowed:
+            self.assertTrue(os.path.isdir(i.path("mail", l, "new")), l)
+        for addr, (dsn, st) in expected.items():
+            if st == "deferred" and addr.endswith("@" + DOMAIN):
+                self.assertIn(addr, [r["address"] for m in json.loads(i.postctl("queue", "list", "--json"))
+                                     for r in m["recipients"]], "%s not in the queue" % addr)
+        self.assertEqual(i.crashes(), [])
+        FIGURES["hostile map entries that wrote outside the mail base and queue"] = written
+        # and mail still flows
+        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+            s.sendmail("a@outside.test", ["carol@" + DOMAIN], b"Subject: after-hostile-map\r\n\r\nx\r\n")
+        self.assertTrue(wait_until(lambda: any(b"after-hostile-map" in m for m in maildir_messages(i, "carol")),
+                                   timeout=20), i.log()[-3000:])
+
+    def test_imap_login_to_a_rewritten_mailbox(self):
+        i = self.inst
+        before = self.snapshot()
+        tried = 0
+        for user in self.USERS:
+            m = imaplib.IMAP4("127.0.0.1", i.port_base + 143, timeout=30)
+            with self.assertRaises(imaplib.IMAP4.error) as e:
+                m.login("%s@%s" % (user, DOMAIN), user + "-pw")
+            self.assertIn("UNAVAILABLE", str(e.exception))
+            # still not authenticated: nothing that touches a mailbox runs
+            for command in (b'LIST "" "*"', b"SELECT INBOX", b"CREATE Planted", b"STATUS INBOX (MESSAGES)",
+                            b"APPEND INBOX {21+}\r\nSubject: planted\r\n\r\nx"):
+                tag = m._new_tag()
+                m.send(tag + b" " + command + b"\r\n")
+                reply = m.readline()
+                self.assertTrue(reply.startswith(tag + b" BAD") or reply.startswith(tag + b" NO"),
+                                "%s: %r" % (command, reply))
+                tried += 1
+            m.shutdown()
+            m = imaplib.IMAP4("127.0.0.1", i.port_base + 143, timeout=30)
+            plain = ("\0%s@%s\0%s-pw" % (user, DOMAIN, user)).encode()
+            with self.assertRaises(imaplib.IMAP4.error):
+                m.authenticate("PLAIN", lambda _: plain)
+            m.shutdown()
+            tried += 2
+        self.assertEqual(self.assert_nothing_outside(before), 0)
+        self.assertEqual(self.mail_changes(before["mail"], []), [], "a login created something")
+        self.assertEqual(i.crashes(), [])
+        count("IMAP logins and commands of users with a hostile mailbox entry", tried)
+
+    def test_empty_value_is_refused_by_postctl_map(self):
+        i = self.inst
+        path = i.path("etc", "virtual_mailboxes")
+        db = os.stat(path + ".db")
+        text = self.read_table("virtual_mailboxes")
+        try:
+            for bad in (b"hm-empty@example.test\n", b"hm-empty@example.test \t \n"):
+                with open(path, "wb") as f:
+                    f.write(text + bad)
+                r = i.postctl_raw("map", path)
+                self.assertNotEqual(r.returncode, 0, bad)
+                self.assertIn("expected format", r.stderr)
+                after = os.stat(path + ".db")
+                self.assertEqual((db.st_ino, db.st_mtime_ns), (after.st_ino, after.st_mtime_ns),
+                                 "a failed compile replaced the table")
+                count("hostile map entries tried")
+                count("hostile map entries refused (deferred or bounced)")
+        finally:
+            with open(path, "wb") as f:
+                f.write(text)
+        c = Client(i.smtp_port)
+        c.cmd("EHLO a.test")
+        c.cmd("MAIL FROM:<a@outside.test>")
+        self.assertEqual(c.cmd("RCPT TO:<hm-empty@example.test>")[0], 550)
+        c.close()
 
 
 def tearDownModule():
