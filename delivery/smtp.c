@@ -208,9 +208,10 @@ static const char *check_message(struct smtp_delivery *d)
     return NULL;
 }
 
-/* handle_record - one whole record from qmgr; -1: drop the connection */
-static int handle_record(struct smtp_qconn *qc, const struct ipc_record *rec, int msg_fd)
+/* handle_record - one whole record from qmgr (the queue file is kept for the delivery); -1: drop the connection */
+static int handle_record(void *ctx, const struct ipc_record *rec, int msg_fd)
 {
+    struct smtp_qconn *qc = ctx;
     struct smtp_delivery *d;
     struct strbuf err = STRBUF_INIT;
     const char *problem;
@@ -256,39 +257,14 @@ static void qconn_read(evutil_socket_t fd, short what, void *arg)
 {
     struct smtp_qconn *qc = arg;
     struct strbuf err = STRBUF_INIT;
-    struct ipc_record rec;
-    int     filled = ipc_reader_fill(&qc->rd, (int) fd, &err);
-    int     got;
-    int     msg_fd;
+    int     rc = ipc_reader_dispatch(&qc->rd, (int) fd, handle_record, qc, &err);
 
     (void) what;
-    if (filled < 0) {
-        msg_warn("read from qmgr: %s", sb_str(&err));
-        goto drop;
-    }
-    for (;;) {
-        memset(&rec, 0, sizeof(rec));
-        got = ipc_reader_next(&qc->rd, &rec, &msg_fd, &err);
-        if (got <= 0) {
-            ipc_free(&rec);
-            break;
-        }
-        got = handle_record(qc, &rec, msg_fd);
-        ipc_free(&rec);
-        if (got != 0)
-            goto drop;
-    }
-    if (got < 0) {
-        msg_warn("bad record from qmgr: %s; dropping the connection", sb_str(&err));
-        goto drop;
-    }
-    if (filled == 0)
-        goto drop;                      /* qmgr is done with this connection */
+    if (rc < 0 && sb_len(&err) > 0)
+        msg_warn("connection from qmgr: %s; dropping it", sb_str(&err));
     sb_free(&err);
-    return;
-drop:
-    sb_free(&err);
-    qconn_close(qc);
+    if (rc <= 0)
+        qconn_close(qc);
 }
 
 /* smtp_accept - a connection from qmgr */

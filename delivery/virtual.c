@@ -114,8 +114,8 @@ static bool peer_gone(int fd)
     return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
-/* handle_record - one whole record from qmgr; -1: drop the connection */
-static int handle_record(struct virtual_conn *c, const struct ipc_record *rec, int msg_fd)
+/* deliver_record - one whole record from qmgr, delivered and answered; -1: drop the connection */
+static int deliver_record(struct virtual_conn *c, const struct ipc_record *rec, int msg_fd)
 {
     struct delivery_request req;
     struct delivery_result *res;
@@ -160,49 +160,29 @@ static int handle_record(struct virtual_conn *c, const struct ipc_record *rec, i
     return ret;
 }
 
+/* handle_record - ipc_reader_dispatch's handler: the passed queue file is closed after the request */
+static int handle_record(void *ctx, const struct ipc_record *rec, int msg_fd)
+{
+    int     rc = deliver_record(ctx, rec, msg_fd);
+
+    if (msg_fd >= 0)
+        close(msg_fd);
+    return rc;
+}
+
 /* conn_read - take what arrived and handle each whole record */
 static void conn_read(evutil_socket_t fd, short what, void *arg)
 {
     struct virtual_conn *c = arg;
     struct strbuf err = STRBUF_INIT;
-    struct ipc_record rec;
-    int     filled = ipc_reader_fill(&c->rd, (int) fd, &err);
-    int     got;
-    int     msg_fd;
+    int     rc = ipc_reader_dispatch(&c->rd, (int) fd, handle_record, c, &err);
 
     (void) what;
-    if (filled < 0) {
-        msg_warn("read from qmgr: %s", sb_str(&err));
-        goto drop;
-    }
-    for (;;) {
-        memset(&rec, 0, sizeof(rec));
-        got = ipc_reader_next(&c->rd, &rec, &msg_fd, &err);
-        if (got <= 0) {
-            ipc_free(&rec);
-            break;
-        }
-        got = handle_record(c, &rec, msg_fd);
-        ipc_free(&rec);
-        if (msg_fd >= 0)
-            close(msg_fd);
-        if (got != 0)
-            goto drop;
-    }
-    if (got < 0) {
-        msg_warn("bad record from qmgr: %s; dropping the connection", sb_str(&err));
-        goto drop;
-    }
-    if (filled == 0) {
-        if (sb_len(&c->rd.buf) > 0)
-            msg_warn("qmgr closed the connection in the middle of a record");
-        goto drop;
-    }
+    if (rc < 0 && sb_len(&err) > 0)
+        msg_warn("connection from qmgr: %s; dropping it", sb_str(&err));
     sb_free(&err);
-    return;
-drop:
-    sb_free(&err);
-    conn_close(c);
+    if (rc <= 0)
+        conn_close(c);
 }
 
 /* virtual_accept - a connection from qmgr */

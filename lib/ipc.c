@@ -770,3 +770,35 @@ int ipc_reader_next(struct ipc_reader *rd, struct ipc_record *r, int *recv_fd, s
         close(fd);
     return 1;
 }
+
+int ipc_reader_dispatch(struct ipc_reader *rd, int sock, ipc_record_fn handle, void *ctx, struct strbuf *err)
+{
+    int     filled = ipc_reader_fill(rd, sock, err);
+    struct ipc_record r;
+    int     fd;
+
+    if (filled < 0)
+        return -1;
+    for (;;) {
+        int     got = ipc_reader_next(rd, &r, &fd, err);
+
+        if (got <= 0) {
+            ipc_free(&r);
+            if (got < 0)
+                return -1;
+            break;
+        }
+        got = handle(ctx, &r, fd);
+        ipc_free(&r);
+        if (got != 0)
+            return -1;
+    }
+    if (filled > 0)
+        return 1;
+    if (sb_len(&rd->buf) > 0) {
+        sb_puts(err, "connection closed in the middle of a record");
+        errno = EPROTO;
+        return -1;
+    }
+    return 0;
+}

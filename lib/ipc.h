@@ -62,6 +62,16 @@ void ipc_reader_free(struct ipc_reader *rd);   /* closes fds not handed out */
 int  ipc_reader_fill(struct ipc_reader *rd, int sock, struct strbuf *err);
 /* ipc_reader_next - 1: a record (and its fd or -1) taken; 0: need more; -1: bad data (drop the peer) */
 int  ipc_reader_next(struct ipc_reader *rd, struct ipc_record *r, int *recv_fd, struct strbuf *err);
+/* ipc_record_fn - one whole record for a dispatch; fd (or -1) is the handler's to close; nonzero: drop the peer */
+typedef int (*ipc_record_fn)(void *ctx, const struct ipc_record *r, int fd);
+/*
+ * ipc_reader_dispatch - what an event loop calls when sock is readable: fill,
+ * then every whole record to handle(ctx, ...). 1: keep the connection; 0: the
+ * peer closed it between records; -1: drop it, with the reason in err (a read
+ * error, bad data, a close in the middle of a record), or err empty when the
+ * handler asked (it has said why). errno tells a read error from bad data (EPROTO).
+ */
+int  ipc_reader_dispatch(struct ipc_reader *rd, int sock, ipc_record_fn handle, void *ctx, struct strbuf *err);
 /* ipc_encode - length prefix + attributes, for writing into a libevent buffer */
 void ipc_encode(const struct ipc_record *r, struct strbuf *out);
 

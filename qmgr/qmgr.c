@@ -90,53 +90,34 @@ static bool client_record(struct qmgr_client *cl, const struct ipc_record *r)
     return ok;
 }
 
+/* handle_record - ipc_reader_dispatch's handler; nobody has a reason to pass us a file */
+static int handle_record(void *ctx, const struct ipc_record *r, int fd)
+{
+    if (fd >= 0)
+        close(fd);
+    return client_record(ctx, r) ? 0 : -1;
+}
+
 /* client_read - take whole records as they arrive */
 static void client_read(evutil_socket_t fd, short what, void *arg)
 {
     struct qmgr_client *cl = arg;
     struct strbuf err = STRBUF_INIT;
-    struct ipc_record r;
-    int     rc, pfd;
+    int     rc;
 
     (void) fd;
     (void) what;
-    rc = ipc_reader_fill(&cl->rd, cl->fd, &err);
-    if (rc < 0) {
-        msg_verbose("notification client fd %d: %s", cl->fd, sb_str(&err));
-        client_close(cl);
-        sb_free(&err);
-        return;
-    }
-    for (;;) {
-        int     next;
-
-        memset(&r, 0, sizeof(r));
-        pfd = -1;
-        next = ipc_reader_next(&cl->rd, &r, &pfd, &err);
-        if (pfd >= 0)
-            close(pfd);                 /* nobody has a reason to pass us a file */
-        if (next == 0) {
-            ipc_free(&r);
-            break;
-        }
-        if (next < 0) {
+    rc = ipc_reader_dispatch(&cl->rd, cl->fd, handle_record, cl, &err);
+    if (rc < 0 && sb_len(&err) > 0) {
+        /* a client that died mid-way is routine (a killed smtpd); bad data is not */
+        if (errno == EPROTO)
             msg_warn("notification on fd %d: %s; dropping the connection", cl->fd, sb_str(&err));
-            ipc_free(&r);
-            client_close(cl);
-            sb_free(&err);
-            return;
-        }
-        if (!client_record(cl, &r)) {
-            ipc_free(&r);
-            client_close(cl);
-            sb_free(&err);
-            return;
-        }
-        ipc_free(&r);
+        else
+            msg_verbose("notification client fd %d: %s", cl->fd, sb_str(&err));
     }
-    if (rc == 0)                        /* EOF after the last whole record */
-        client_close(cl);
     sb_free(&err);
+    if (rc <= 0)
+        client_close(cl);
 }
 
 /* qmgr_accept - a notification client connected */

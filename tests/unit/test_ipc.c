@@ -647,6 +647,82 @@ static void test_reader_eof_mid_record(void **state)
     sb_free(&err);
 }
 
+/* collect - a dispatch handler: types into ctx, one comma each; "stop" asks for the drop */
+static int collect(void *ctx, const struct ipc_record *r, int fd)
+{
+    if (fd >= 0)
+        close(fd);
+    sb_puts(ctx, ipc_type(r));
+    sb_putc(ctx, ',');
+    return strcmp(ipc_type(r), "stop") == 0;
+}
+
+/* encode_type - an empty record of type onto wire */
+static void encode_type(struct strbuf *wire, const char *type)
+{
+    struct ipc_record r;
+
+    ipc_init(&r, type);
+    ipc_encode(&r, wire);
+    ipc_free(&r);
+}
+
+static void test_reader_dispatch(void **state)
+{
+    struct strbuf wire = STRBUF_INIT, seen = STRBUF_INIT, err = STRBUF_INIT;
+    struct ipc_reader rd;
+    int     sv[2];
+
+    (void) state;
+    /* whole records handled, a partial one kept; then a clean close between records */
+    pair(sv);
+    assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+    encode_type(&wire, "a");
+    encode_type(&wire, "b");
+    encode_type(&wire, "c");
+    ipc_reader_init(&rd);
+    write_all(sv[0], wire.data, wire.len - 3);
+    assert_int_equal(ipc_reader_dispatch(&rd, sv[1], collect, &seen, &err), 1);
+    assert_string_equal(sb_str(&seen), "a,b,");
+    write_all(sv[0], wire.data + wire.len - 3, 3);
+    close(sv[0]);
+    assert_int_equal(ipc_reader_dispatch(&rd, sv[1], collect, &seen, &err), 1);
+    assert_int_equal(ipc_reader_dispatch(&rd, sv[1], collect, &seen, &err), 0);
+    assert_string_equal(sb_str(&seen), "a,b,c,");
+    assert_int_equal(sb_len(&err), 0);
+    ipc_reader_free(&rd);
+    close(sv[1]);
+
+    /* the handler asks for the drop: -1, nothing in err, the records after it not handled */
+    pair(sv);
+    assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+    sb_reset(&wire), sb_reset(&seen);
+    encode_type(&wire, "stop");
+    encode_type(&wire, "after");
+    write_all(sv[0], wire.data, wire.len);
+    ipc_reader_init(&rd);
+    assert_int_equal(ipc_reader_dispatch(&rd, sv[1], collect, &seen, &err), -1);
+    assert_string_equal(sb_str(&seen), "stop,");
+    assert_int_equal(sb_len(&err), 0);
+    ipc_reader_free(&rd);
+
+    /* a close in the middle of a record: -1 with the reason, EPROTO */
+    close(sv[1]);
+    pair(sv);
+    assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+    write_all(sv[0], wire.data, 5);
+    close(sv[0]);
+    ipc_reader_init(&rd);
+    assert_int_equal(ipc_reader_dispatch(&rd, sv[1], collect, &seen, &err), 1);
+    errno = 0;
+    assert_int_equal(ipc_reader_dispatch(&rd, sv[1], collect, &seen, &err), -1);
+    assert_int_equal(errno, EPROTO);
+    assert_non_null(strstr(sb_str(&err), "middle of a record"));
+    ipc_reader_free(&rd);
+    close(sv[1]);
+    sb_free(&wire), sb_free(&seen), sb_free(&err);
+}
+
 static void test_reader_fds(void **state)
 {
     struct strbuf err = STRBUF_INIT;
@@ -845,6 +921,7 @@ int main(void)
         cmocka_unit_test(test_reader_byte_by_byte),
         cmocka_unit_test(test_reader_bad_data),
         cmocka_unit_test(test_reader_eof_mid_record),
+        cmocka_unit_test(test_reader_dispatch),
         cmocka_unit_test(test_reader_fds),
         cmocka_unit_test(test_reader_fd_unclaimed),
         cmocka_unit_test(test_connect),
