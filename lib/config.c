@@ -26,11 +26,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "mem.h"
 #include "strbuf.h"
 #include "log.h"
+#include "strlist.h"
 #include "config.h"
 #include "config_params.h"
 
@@ -547,6 +549,37 @@ static int parse_int(const char *text, long long *value)
     return 0;
 }
 
+/* word_known - is word one of a NULL-ended list (case-insensitive, as Postfix's name masks) */
+static bool word_known(const char *const *words, const char *word)
+{
+    for (; *words; words++)
+        if (strcasecmp(*words, word) == 0)
+            return true;
+    return false;
+}
+
+/* words_validate - a list parameter holds only the words its table entry allows */
+static int words_validate(struct config *cfg, size_t idx, const char *value, struct strbuf *err)
+{
+    const struct entry *e = &cfg->ent[idx];
+    struct strlist items = STRLIST_INIT;
+    struct strbuf known = STRBUF_INIT;
+    int     rc = 0;
+
+    strlist_split(&items, value);
+    for (size_t i = 0; i < items.count && rc == 0; i++) {
+        if (word_known(e->param->words, items.items[i]))
+            continue;
+        for (const char *const *w = e->param->words; *w; w++)
+            sb_printf(&known, "%s%s", w == e->param->words ? "" : ", ", *w);
+        rc = fail(cfg, idx, err, "%s: unknown name \"%.*s%s\"; expected a list of: %s", e->name, QUOTE_MAX,
+                  items.items[i], strlen(items.items[i]) > QUOTE_MAX ? "..." : "", sb_str(&known));
+    }
+    strlist_free(&items);
+    sb_free(&known);
+    return rc;
+}
+
 /* entry_validate - expand entry idx and parse it by its type */
 static int entry_validate(struct config *cfg, size_t idx, struct strbuf *err)
 {
@@ -562,7 +595,7 @@ static int entry_validate(struct config *cfg, size_t idx, struct strbuf *err)
         return 0;
     switch (e->param->type) {
     case CONFIG_STR:
-        return 0;
+        return e->param->words ? words_validate(cfg, idx, v, err) : 0;
     case CONFIG_INT:
         rc = parse_int(v, &n);
         break;

@@ -8,9 +8,9 @@
  * value is read, so later definitions are seen; loops are detected.
  *
  * Every parameter Postern knows is listed with its type and default in
- * config_params.c. Typed values (int, bool, time, size) are validated when the
- * file is loaded: a bad value is an error "main.cf:LINE: ...", never a silent
- * default. Unknown names are warnings with a "did you mean" suggestion.
+ * config_params.c. Typed values (int, bool, time, size) and lists of fixed
+ * words (notify_classes) are validated when the file is loaded: a bad value is
+ * an error "main.cf:LINE: ...", never a silent default. Unknown names are warnings with a "did you mean" suggestion.
  */
 #ifndef POSTERN_CONFIG_H
 #define POSTERN_CONFIG_H

@@ -11,6 +11,9 @@
  * default follows what main.cf sets. myhostname and mydomain are computed from
  * the host name when main.cf does not set them (see config.c).
  *
+ * A WORDS() parameter is a list that may hold only the words of its table
+ * (Postfix's name masks, such as notify_classes); config.c checks it at load.
+ *
  * To add a parameter, add a line to the table; the order does not matter
  * (config.c sorts), but keep it grouped by subsystem for readers.
  */
@@ -23,11 +26,17 @@
 #include "config.h"
 #include "config_params.h"
 
-#define STR(n, d)       { n, CONFIG_STR, d, 0, CONFIG_DEF_TEXT }
-#define INT(n, d, m)    { n, CONFIG_INT, d, m, CONFIG_DEF_TEXT }
-#define BOOL(n, d)      { n, CONFIG_BOOL, d, 0, CONFIG_DEF_TEXT }
-#define TIME(n, d, m)   { n, CONFIG_TIME, d, m, CONFIG_DEF_TEXT }
-#define SIZE(n, d, m)   { n, CONFIG_SIZE, d, m, CONFIG_DEF_TEXT }
+#define STR(n, d)       { n, CONFIG_STR, d, 0, CONFIG_DEF_TEXT, NULL }
+#define INT(n, d, m)    { n, CONFIG_INT, d, m, CONFIG_DEF_TEXT, NULL }
+#define BOOL(n, d)      { n, CONFIG_BOOL, d, 0, CONFIG_DEF_TEXT, NULL }
+#define TIME(n, d, m)   { n, CONFIG_TIME, d, m, CONFIG_DEF_TEXT, NULL }
+#define SIZE(n, d, m)   { n, CONFIG_SIZE, d, m, CONFIG_DEF_TEXT, NULL }
+#define WORDS(n, d, w)  { n, CONFIG_STR, d, 0, CONFIG_DEF_TEXT, w }
+
+/* Postfix's notify_classes: what the postmaster is told about (see qmgr_bounce.c). */
+static const char *const notify_class_words[] = {
+    "bounce", "2bounce", "delay", "policy", "protocol", "resource", "software", "data", NULL
+};
 
 const struct config_param config_params[] = {
     /* Where things live and who owns them. */
@@ -52,8 +61,8 @@ const struct config_param config_params[] = {
     STR("maillog_file", ""),
 
     /* Identity and networks. */
-    { "myhostname", CONFIG_STR, "", 0, CONFIG_DEF_HOSTNAME },
-    { "mydomain", CONFIG_STR, "", 0, CONFIG_DEF_DOMAIN },
+    { "myhostname", CONFIG_STR, "", 0, CONFIG_DEF_HOSTNAME, NULL },
+    { "mydomain", CONFIG_STR, "", 0, CONFIG_DEF_DOMAIN, NULL },
     STR("myorigin", "$myhostname"),
     BOOL("append_at_myorigin", "yes"),                  /* local mail: "user" becomes user@$myorigin */
     STR("mydestination", "$myhostname, localhost.$mydomain, localhost"),
@@ -194,7 +203,10 @@ const struct config_param config_params[] = {
     TIME("bounce_queue_lifetime", "5d", 0),
     TIME("delay_warning_time", "0h", 0),                /* 0: no delay warnings */
     SIZE("bounce_size_limit", "50000", 1),              /* larger originals: headers only */
-    STR("2bounce_notice_recipient", "postmaster"),      /* gets failed null-sender mail */
+    WORDS("notify_classes", "resource, software", notify_class_words),
+    STR("bounce_notice_recipient", "postmaster"),       /* notify_classes bounce: header copies of bounces */
+    STR("2bounce_notice_recipient", "postmaster"),      /* notify_classes 2bounce: failed null-sender mail */
+    STR("delay_notice_recipient", "postmaster"),        /* notify_classes delay: header copies of warnings */
     STR("double_bounce_sender", "double-bounce"),       /* @myhostname: its failures are dropped */
 
     /* authd: brute-force defence (per client IP, IPv6 per /64, and per user name).

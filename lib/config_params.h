@@ -32,6 +32,7 @@ struct config_param {
     const char *def;                    /* expandable like a main.cf value */
     long long min;                      /* typed values: smallest accepted */
     enum config_computed computed;
+    const char *const *words;           /* strings: a list of these words only (NULL-ended); NULL: any text */
 };
 
 extern const struct config_param config_params[];

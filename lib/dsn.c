@@ -87,7 +87,7 @@ static void boundary(const struct dsn_report *r, struct strbuf *out)
 static const char *subject(const struct dsn_report *r)
 {
     if (r->postmaster_copy)
-        return "Postmaster Copy: Undelivered Mail";
+        return r->kind == DSN_DELAY ? "Postmaster Warning: Delayed Mail" : "Postmaster Copy: Undelivered Mail";
     switch (r->kind) {
     case DSN_DELAY:
         return "Delayed Mail (still being retried)";
@@ -118,10 +118,26 @@ static void human_intro(const struct dsn_report *r, struct strbuf *out)
     sb_puts(out, "This is the mail system at host ");
     put_value(out, r->myhostname);
     sb_puts(out, ".\n\n");
-    if (r->postmaster_copy) {
+    if (r->postmaster_copy && (r->sender == NULL || *r->sender == '\0')) {
         sb_puts(out, "The attached message has the null sender: it is itself a delivery\n"
                 "notification, so its failure cannot be reported to a sender. It could\n"
                 "not be delivered to one or more recipients, listed below.\n\n");
+        return;
+    }
+    if (r->postmaster_copy) {
+        /* No boiler-plate for the postmaster (as Postfix): whose mail, what happened. */
+        sb_puts(out, "Postmaster copy: a message from <");
+        put_value(out, r->sender);
+        if (r->kind == DSN_DELAY) {
+            sb_puts(out, ">\ncould not be delivered for more than ");
+            duration(out, r->delayed_for);
+            sb_puts(out, "; it will be retried until it is ");
+            duration(out, r->lifetime);
+            sb_puts(out, " old.\n");
+        } else {
+            sb_puts(out, ">\ncould not be delivered to one or more recipients, listed below.\n");
+        }
+        sb_puts(out, "Its headers are attached.\n\n");
         return;
     }
     switch (r->kind) {

@@ -53,7 +53,8 @@ struct dsn_rcpt {
 /* Everything a notification says. */
 struct dsn_report {
     enum dsn_kind kind;
-    bool    postmaster_copy;            /* a failed null-sender message, reported to the postmaster */
+    bool    postmaster_copy;            /* to the postmaster: a copy of a sender's notice (notify_classes
+                                         * bounce, delay) or, with the null sender, a double bounce */
     const char *myhostname;
     const char *queue_id;               /* the original message's */
     const char *sender;                 /* the original envelope sender ("" null) */

@@ -26,23 +26,41 @@
  * leaves its recipients unmarked and the message in the queue: the next
  * attempt tries again.
  *
- * Null sender: nobody to tell but the postmaster. A failed null-sender
- * message (a bounce that bounced: a double bounce) is reported to
- * 2bounce_notice_recipient with the sender double_bounce_sender@myhostname;
- * when that report fails in turn (its sender is the double-bounce address)
- * it is dropped with a log line, so nothing ever loops. No delay warnings or
- * success notices for the null sender.
+ * The postmaster, as Postfix's notify_classes says (default "resource,
+ * software": none of the classes below):
+ *   bounce    a copy of each non-delivery notice, the original's headers
+ *             only, to bounce_notice_recipient; it names every bounced
+ *             recipient, whatever NOTIFY says (so even NOTIFY=NEVER), as
+ *             Postfix's copies do. Implies 2bounce, as in Postfix.
+ *   delay     likewise for each delay warning, to delay_notice_recipient
+ *   2bounce   a failed null-sender message (a bounce that bounced: a double
+ *             bounce), to 2bounce_notice_recipient; without 2bounce (or
+ *             bounce) it is dropped with a log line, so backscatter never
+ *             floods the postmaster's mailbox
+ * (resource, software, policy, protocol, data are smtpd's session
+ * transcripts, which Postern does not send: accepted and ignored.) Every
+ * notice to the postmaster has the sender double_bounce_sender@myhostname,
+ * and mail from that address is never reported on (a failure is dropped
+ * with a log line, no delay warning), so no notice ever causes another.
+ * A copy is committed (fsynced) after the sender's notice and before the
+ * recipients are marked, so a crash repeats both and loses neither. A copy
+ * that cannot be queued is a warning and is not tried again (Postfix's
+ * rule: trying again would repeat the sender's notice). No delay warnings
+ * or success notices for the null sender.
  *
  * The returned message: RET=HDRS gives its headers, RET=FULL or no RET the
  * whole message (Postfix's default) unless it is larger than
- * bounce_size_limit, then the headers too. Delay warnings and success
- * notices carry the headers only, as Postfix's do.
+ * bounce_size_limit, then the headers too. Delay warnings, success notices
+ * and the postmaster's copies carry the headers only, as Postfix's do.
  *
  * Diagnostics: "ID: sender non-delivery notification: NEWID", "ID: sender
  * delay notification: NEWID", "ID: sender delivery status notification:
- * NEWID", "ID: postmaster non-delivery notification: NEWID", "ID:
- * undeliverable postmaster notification discarded", "ID: from=<S>,
- * status=expired, returned to sender", warnings when a DSN cannot be queued.
+ * NEWID", "ID: postmaster non-delivery notification: NEWID" (a double bounce
+ * or a bounce's copy), "ID: postmaster delay notification: NEWID", "ID:
+ * undeliverable postmaster notification discarded", "ID: double bounce
+ * dropped: notify_classes has no 2bounce", "ID: from=<S>, status=expired,
+ * returned to sender", warnings when a DSN cannot be queued ("ID: postmaster
+ * notice failed while bouncing to <S>" for a copy).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -59,6 +77,7 @@
 #include "mem.h"
 #include "queue_file.h"
 #include "strbuf.h"
+#include "strlist.h"
 
 #include "qmgr.h"
 
@@ -70,9 +89,24 @@ static struct {
     long long bounce_lifetime;          /* bounce_queue_lifetime */
     long long delay_warning;            /* delay_warning_time, 0: off */
     long long size_limit;               /* bounce_size_limit */
-    char   *notice_rcpt;                /* 2bounce_notice_recipient, qualified; "" none */
+    unsigned notify;                    /* notify_classes: NOTIFY_* */
+    char   *bounce_rcpt;                /* bounce_notice_recipient, qualified; "" none */
+    char   *delay_rcpt;                 /* delay_notice_recipient, likewise */
+    char   *twobounce_rcpt;             /* 2bounce_notice_recipient, likewise */
     char   *double_bounce;              /* double_bounce_sender@myhostname */
 } bs;
+
+/* The notify_classes this module acts on. */
+#define NOTIFY_BOUNCE   0x01
+#define NOTIFY_2BOUNCE  0x02
+#define NOTIFY_DELAY    0x04
+
+/* Who a notice is for, which decides its sender, subject and third part. */
+enum audience {
+    TO_SENDER,                          /* from <>, the original as RET says */
+    DOUBLE_BOUNCE,                      /* a null-sender failure to the postmaster, as RET says */
+    POSTMASTER_COPY,                    /* a copy of the sender's notice, headers only */
+};
 
 /* qualify - an address with a domain: bare names get @myorigin, as Postfix appends it */
 static char *qualify(const char *address)
@@ -83,6 +117,25 @@ static char *qualify(const char *address)
     if (*address && strchr(address, '@') == NULL)
         sb_printf(&sb, "@%s", bs.myorigin);
     return sb_detach(&sb);
+}
+
+/* notify_mask - the classes of notify_classes we act on (config.c has checked every name) */
+static unsigned notify_mask(const char *value)
+{
+    struct strlist words = STRLIST_INIT;
+    unsigned mask = 0;
+
+    strlist_split(&words, value);
+    for (size_t i = 0; i < words.count; i++) {
+        if (strcasecmp(words.items[i], "bounce") == 0)
+            mask |= NOTIFY_BOUNCE;
+        else if (strcasecmp(words.items[i], "2bounce") == 0)
+            mask |= NOTIFY_2BOUNCE;
+        else if (strcasecmp(words.items[i], "delay") == 0)
+            mask |= NOTIFY_DELAY;
+    }
+    strlist_free(&words);
+    return mask;
 }
 
 /* qmgr_bounce_init - the settings (main.cf) */
@@ -96,7 +149,10 @@ void qmgr_bounce_init(struct config *cfg)
     bs.bounce_lifetime = config_time(cfg, "bounce_queue_lifetime");
     bs.delay_warning = config_time(cfg, "delay_warning_time");
     bs.size_limit = config_size(cfg, "bounce_size_limit");
-    bs.notice_rcpt = qualify(config_str(cfg, "2bounce_notice_recipient"));
+    bs.notify = notify_mask(config_str(cfg, "notify_classes"));
+    bs.bounce_rcpt = qualify(config_str(cfg, "bounce_notice_recipient"));
+    bs.delay_rcpt = qualify(config_str(cfg, "delay_notice_recipient"));
+    bs.twobounce_rcpt = qualify(config_str(cfg, "2bounce_notice_recipient"));
     sb_printf(&sb, "%s@%s", config_str(cfg, "double_bounce_sender"), bs.myhostname);
     bs.double_bounce = sb_detach(&sb);
     /* Postfix caps the bounce lifetime at the queue lifetime. */
@@ -252,12 +308,11 @@ static void make_boundary(const struct qmgr_message *msg, int64_t now, char *buf
 }
 
 /*
- * queue_notice - compose the notice and commit it as a new queue file from
- * env_sender to rcpt; 0 with new_id.
+ * queue_notice - compose the notice for its audience and commit it as a new
+ * queue file to rcpt; 0 with new_id.
  */
-static int queue_notice(struct qmgr_message *msg, const struct notice *nt, bool postmaster_copy,
-                        const char *env_sender, const char *rcpt, int64_t now,
-                        char new_id[QUEUE_ID_LEN + 1], struct strbuf *err)
+static int queue_notice(struct qmgr_message *msg, const struct notice *nt, enum audience who,
+                        const char *rcpt, int64_t now, char new_id[QUEUE_ID_LEN + 1], struct strbuf *err)
 {
     const struct queue_envelope *orig = &msg->qf.env;
     struct dsn_report r;
@@ -265,14 +320,15 @@ static int queue_notice(struct qmgr_message *msg, const struct notice *nt, bool 
     struct queue_rcpt to;
     struct queue_writer *w;
     struct strbuf head = STRBUF_INIT, tail = STRBUF_INIT;
-    bool    want_full = nt->kind == DSN_FAILURE && !(orig->ret && strcasecmp(orig->ret, "HDRS") == 0);
+    bool    want_full = nt->kind == DSN_FAILURE && who != POSTMASTER_COPY
+        && !(orig->ret && strcasecmp(orig->ret, "HDRS") == 0);
     uint64_t part_len = msg->qf.message_length;
     char    boundary[128];
     int     ret = -1;
 
     memset(&r, 0, sizeof(r));
     r.kind = nt->kind;
-    r.postmaster_copy = postmaster_copy;
+    r.postmaster_copy = who != TO_SENDER;
     r.myhostname = bs.myhostname;
     r.queue_id = msg->entry->id;
     r.sender = orig->sender;
@@ -296,7 +352,8 @@ static int queue_notice(struct qmgr_message *msg, const struct notice *nt, bool 
     memset(&env, 0, sizeof(env));
     memset(&to, 0, sizeof(to));
     to.address = (char *) rcpt;
-    env.sender = (char *) env_sender;
+    /* The postmaster's notices come from the double-bounce address: their failures are dropped. */
+    env.sender = who == TO_SENDER ? "" : bs.double_bounce;
     env.arrival = now;
     env.protocol = "local";
     env.rcpts = &to;
@@ -332,66 +389,132 @@ static void mark_notified(struct qmgr_message *msg, const struct notice *nt)
     }
 }
 
-/* send_notice - queue one notice to whoever should get it; false: not queued */
-static bool send_notice(struct qmgr_message *msg, struct notice *nt, int64_t now)
+/* commit_notice - queue one notice to rcpt and log it as what; false: not queued */
+static bool commit_notice(struct qmgr_message *msg, const struct notice *nt, enum audience who,
+                          const char *rcpt, const char *what, int64_t now)
 {
     struct strbuf err = STRBUF_INIT;
-    const char *sender = msg->qf.env.sender;
-    bool    to_postmaster = *sender == '\0';
     char    new_id[QUEUE_ID_LEN + 1];
-    const char *what;
 
-    if (nt->n == 0)
-        return true;
-    if (to_postmaster && nt->kind != DSN_FAILURE)
-        return true;                    /* nobody wants delay or success news of a bounce */
-    if (strcasecmp(sender, bs.double_bounce) == 0 || (to_postmaster && *bs.notice_rcpt == '\0')) {
-        /* Our own postmaster notices are never reported on: that could loop. */
-        if (nt->kind == DSN_FAILURE)
-            msg_info("%s: undeliverable postmaster notification discarded", msg->entry->id);
-        if (nt->kind != DSN_DELAY)
-            mark_notified(msg, nt);
-        return true;
-    }
-    if (queue_notice(msg, nt, to_postmaster, to_postmaster ? bs.double_bounce : "",
-                     to_postmaster ? bs.notice_rcpt : sender, now, new_id, &err) != 0) {
+    if (queue_notice(msg, nt, who, rcpt, now, new_id, &err) != 0) {
         msg_warn("%s: cannot queue a delivery status notification: %s; will try again", msg->entry->id,
                  sb_str(&err));
         sb_free(&err);
         return false;
     }
-    what = to_postmaster ? "postmaster non-delivery" : nt->kind == DSN_FAILURE ? "sender non-delivery"
-        : nt->kind == DSN_DELAY ? "sender delay" : "sender delivery status";
     msg_info("%s: %s notification: %s", msg->entry->id, what, new_id);
-    if (nt->kind != DSN_DELAY)
-        mark_notified(msg, nt);
     qmgr_queue_notify(new_id);
     sb_free(&err);
     return true;
 }
 
-/* owed - does recipient i call for a notice of kind now */
-static bool owed(const struct qmgr_message *msg, size_t i, enum dsn_kind kind)
+/* copy_recipient - who gets the postmaster's copy of a sender's notice of kind; NULL: nobody */
+static const char *copy_recipient(enum dsn_kind kind)
+{
+    const char *rcpt = NULL;
+
+    if (kind == DSN_FAILURE && (bs.notify & NOTIFY_BOUNCE))
+        rcpt = bs.bounce_rcpt;
+    else if (kind == DSN_DELAY && (bs.notify & NOTIFY_DELAY))
+        rcpt = bs.delay_rcpt;
+    return rcpt && *rcpt ? rcpt : NULL;
+}
+
+/*
+ * notify_sender - the sender's notice (the recipients whose NOTIFY asks for
+ * it), then the postmaster's copy (every recipient, whatever NOTIFY says, as
+ * Postfix's do). A copy that cannot be queued is only a warning, as in
+ * Postfix: failing here would send the sender's notice again. The reported
+ * recipients are marked after both commits, so a crash repeats both.
+ */
+static bool notify_sender(struct qmgr_message *msg, const struct notice *to_sender, const struct notice *all,
+                          int64_t now)
+{
+    const char *copy_rcpt = all->n ? copy_recipient(all->kind) : NULL;
+    enum dsn_kind kind = all->kind;
+    const char *what = kind == DSN_FAILURE ? "sender non-delivery"
+        : kind == DSN_DELAY ? "sender delay" : "sender delivery status";
+
+    if (to_sender->n && !commit_notice(msg, to_sender, TO_SENDER, msg->qf.env.sender, what, now))
+        return false;
+    if (copy_rcpt != NULL
+        && !commit_notice(msg, all, POSTMASTER_COPY, copy_rcpt,
+                          kind == DSN_DELAY ? "postmaster delay" : "postmaster non-delivery", now))
+        msg_warn("%s: postmaster notice failed while %s <%s>", msg->entry->id,
+                 kind == DSN_DELAY ? "warning" : "bouncing to", msg->qf.env.sender);
+    if (kind != DSN_DELAY)
+        mark_notified(msg, copy_rcpt ? all : to_sender);
+    return true;
+}
+
+/*
+ * notify_double_bounce - a failed null-sender message: every such recipient
+ * to the postmaster when notify_classes has 2bounce (or bounce, which implies
+ * it, as postconf(5) says), else dropped.
+ */
+static bool notify_double_bounce(struct qmgr_message *msg, const struct notice *all, int64_t now)
+{
+    if (all->kind != DSN_FAILURE || all->n == 0)
+        return true;                    /* nobody wants delay or success news of a bounce */
+    if (!(bs.notify & (NOTIFY_2BOUNCE | NOTIFY_BOUNCE)) || *bs.twobounce_rcpt == '\0') {
+        msg_info("%s: double bounce dropped: %s", msg->entry->id,
+                 *bs.twobounce_rcpt ? "notify_classes has no 2bounce" : "2bounce_notice_recipient is empty");
+    } else if (!commit_notice(msg, all, DOUBLE_BOUNCE, bs.twobounce_rcpt, "postmaster non-delivery", now)) {
+        return false;
+    }
+    mark_notified(msg, all);
+    return true;
+}
+
+/* send_notices - the notices of one kind, to whoever should get them; false: not queued */
+static bool send_notices(struct qmgr_message *msg, const struct notice *to_sender, const struct notice *all,
+                         int64_t now)
+{
+    const char *sender = msg->qf.env.sender;
+
+    if (strcasecmp(sender, bs.double_bounce) == 0) {
+        /* Our own postmaster notices are never reported on: that could loop. */
+        if (all->kind == DSN_FAILURE && all->n)
+            msg_info("%s: undeliverable postmaster notification discarded", msg->entry->id);
+        if (all->kind != DSN_DELAY)
+            mark_notified(msg, all);
+        return true;
+    }
+    if (*sender == '\0')
+        return notify_double_bounce(msg, all, now);
+    return notify_sender(msg, to_sender, all, now);
+}
+
+/* due - has recipient i reached the state that a notice of kind reports, and not been reported */
+static bool due(const struct qmgr_message *msg, size_t i, enum dsn_kind kind)
 {
     const struct queue_rcpt *rc = &msg->qf.env.rcpts[i];
     enum queue_rcpt_state want = kind == DSN_FAILURE ? QUEUE_RCPT_BOUNCED
         : kind == DSN_SUCCESS ? QUEUE_RCPT_DELIVERED : QUEUE_RCPT_DEFERRED;
 
-    return rc->state == want && !(rc->flags & QUEUE_RCPT_F_NOTIFIED) && dsn_notify_wants(rc->notify, kind);
+    return rc->state == want && !(rc->flags & QUEUE_RCPT_F_NOTIFIED);
 }
 
-/* notify_kind - collect and send the notice of one kind; false: not queued */
+/* notify_kind - collect and send the notices of one kind; false: not queued */
 static bool notify_kind(struct qmgr_message *msg, enum dsn_kind kind, int64_t now)
 {
-    struct notice nt;
+    struct notice to_sender, all;
     bool    ok;
 
-    notice_init(&nt, kind, msg);
-    for (size_t i = 0; i < msg->qf.env.nrcpt; i++)
-        if (owed(msg, i, kind))
-            notice_add(&nt, msg, i);
-    ok = send_notice(msg, &nt, now);
-    notice_free(&nt);
+    notice_init(&to_sender, kind, msg);
+    notice_init(&all, kind, msg);
+    for (size_t i = 0; i < msg->qf.env.nrcpt; i++) {
+        if (!due(msg, i, kind))
+            continue;
+        /* Success is only ever reported on request: no copies, no override. */
+        if (kind != DSN_SUCCESS || dsn_notify_wants(msg->qf.env.rcpts[i].notify, kind))
+            notice_add(&all, msg, i);
+        if (dsn_notify_wants(msg->qf.env.rcpts[i].notify, kind))
+            notice_add(&to_sender, msg, i);
+    }
+    ok = send_notices(msg, &to_sender, &all, now);
+    notice_free(&to_sender);
+    notice_free(&all);
     return ok;
 }
 

@@ -3,7 +3,8 @@ error:) lands in the local sender's Maildir, from MAILER-DAEMON with the null se
 well-formed multipart/report (parsed with Python's email package) carrying ENVID, ORCPT and the
 original message (RET=FULL, the default) or its headers (RET=HDRS); NOTIFY=NEVER silences it,
 NOTIFY=SUCCESS asks for a success report; null-sender mail never bounces to anyone but the
-postmaster (a double bounce), and a double bounce that fails is dropped, not looped. With
+postmaster (a double bounce, with notify_classes = 2bounce: test_notify_classes covers the
+default, which drops it), and a double bounce that fails is dropped, not looped. With
 `retry:` and short lifetimes: one delay warning, then expiry (5.4.7) and a bounce. qmgr killed
 with SIGKILL while bounces are being made: afterwards every bounce exists (at least once).
 `postctl queue requeue` sends deferred and held mail through qmgr again at once."""
@@ -82,7 +83,7 @@ class BounceTest(unittest.TestCase):
                     "remote.test  smtp:[127.0.0.1]:%d\n" % cls.remote.port)
         i.set_main_cf(mynetworks="127.0.0.1/32", transport_maps="texthash:" + tmap,
                       minimal_backoff_time="1s", maximal_backoff_time="2s", queue_run_delay="1s",
-                      service_throttle_time="2s",
+                      service_throttle_time="2s", notify_classes="2bounce",
                       **{"2bounce_notice_recipient": "postmaster@" + DOMAIN})
         i.postctl("domain", "add", DOMAIN)
         for user in ("alice", "bob", "carol", "dave", "erin", "frank", "gina", "postmaster"):
@@ -307,7 +308,7 @@ class QueueLifetimeTest(unittest.TestCase):
         i.set_main_cf(mynetworks="127.0.0.1/32", transport_maps="texthash:" + tmap,
                       minimal_backoff_time="1s", maximal_backoff_time="1s", queue_run_delay="1s",
                       delay_warning_time="2s", maximal_queue_lifetime="8s", bounce_queue_lifetime="0",
-                      **{"2bounce_notice_recipient": "pm@bounce.test"})
+                      notify_classes="2bounce", **{"2bounce_notice_recipient": "pm@bounce.test"})
         i.postctl("domain", "add", DOMAIN)
         for user in ("alice", "bob", "carol", "dave"):
             i.postctl("user", "add", "%s@%s" % (user, DOMAIN), "--password-stdin", input="pw\n")

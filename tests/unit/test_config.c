@@ -306,6 +306,28 @@ static void test_bad_values(void **state)
                  "\"lots\"");
     /* The first problem in file order is the one reported. */
     expect_error("smtpd_timeout = x\nline_length_limit = y\n", "main.cf:1: ", "smtpd_timeout");
+    /* A list of fixed words (Postfix's name masks) names the parameter and the word. */
+    expect_error("\nnotify_classes = bounce, bogus\n", "main.cf:2: notify_classes: ", "\"bogus\"");
+    expect_error("classes = delay\nnotify_classes = $classes,nope\n", "main.cf:2: ", "expected a list of: bounce");
+}
+
+/* test_word_lists - a WORDS() parameter takes its own words in any case and separation */
+static void test_word_lists(void **state)
+{
+    struct config *cfg = load_ok("notify_classes = Bounce,2bounce  delay\n\tpolicy, protocol resource,software,data\n");
+
+    (void) state;
+    assert_string_equal(config_str(cfg, "notify_classes"),
+                        "Bounce,2bounce  delay policy, protocol resource,software,data");
+    config_free(cfg);
+    cfg = load_ok("notify_classes =\n");
+    assert_string_equal(config_str(cfg, "notify_classes"), "");
+    config_free(cfg);
+    cfg = load_ok("");
+    assert_string_equal(config_str(cfg, "notify_classes"), "resource, software");
+    assert_string_equal(config_str(cfg, "bounce_notice_recipient"), "postmaster");
+    assert_string_equal(config_str(cfg, "delay_notice_recipient"), "postmaster");
+    config_free(cfg);
 }
 
 static void test_syntax_errors(void **state)
@@ -599,6 +621,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_continuation_and_comments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_word_lists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_syntax_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_warnings, setup, teardown),

@@ -183,6 +183,46 @@ static void test_compose_delay_headers(void **state)
     sb_free(&out);
 }
 
+/* test_compose_postmaster_copies - notify_classes copies and the double bounce: subjects and texts */
+static void test_compose_postmaster_copies(void **state)
+{
+    struct dsn_report r;
+    struct dsn_rcpt rc[2];
+    struct strbuf out = STRBUF_INIT;
+
+    (void) state;
+    sample(&r, rc);
+    r.postmaster_copy = true;
+    r.full = false;
+    r.to = "postmaster@mx.example.test";
+    dsn_compose_head(&r, &out);
+    assert_non_null(strstr(sb_str(&out), "Subject: Postmaster Copy: Undelivered Mail\n"));
+    assert_non_null(strstr(sb_str(&out), "To: <postmaster@mx.example.test>\n"));
+    assert_non_null(strstr(sb_str(&out), "Postmaster copy: a message from <alice@example.test>\ncould not be "
+                           "delivered to one or more recipients"));
+    assert_null(strstr(sb_str(&out), "I'm sorry"));
+    assert_non_null(strstr(sb_str(&out), "X-Postern-Sender: rfc822; alice@example.test\n"));
+    assert_non_null(strstr(sb_str(&out), "Content-Type: text/rfc822-headers\n"));
+
+    sb_reset(&out);
+    r.kind = DSN_DELAY;
+    r.delayed_for = 4 * 3600;
+    r.lifetime = 5 * 86400;
+    dsn_compose_head(&r, &out);
+    assert_non_null(strstr(sb_str(&out), "Subject: Postmaster Warning: Delayed Mail\n"));
+    assert_non_null(strstr(sb_str(&out), "for more than 4 hour(s); it will be retried until it is 5 day(s) old.\n"));
+    assert_null(strstr(sb_str(&out), "THIS IS A WARNING ONLY"));
+
+    /* a double bounce (the null sender) keeps its own explanation */
+    sb_reset(&out);
+    r.kind = DSN_FAILURE;
+    r.sender = "";
+    dsn_compose_head(&r, &out);
+    assert_non_null(strstr(sb_str(&out), "Subject: Postmaster Copy: Undelivered Mail\n"));
+    assert_non_null(strstr(sb_str(&out), "The attached message has the null sender"));
+    sb_free(&out);
+}
+
 static void test_hostile_values(void **state)
 {
     struct dsn_report r;
@@ -254,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_compose_failure),
         cmocka_unit_test(test_remote_mta_from_text),
         cmocka_unit_test(test_compose_delay_headers),
+        cmocka_unit_test(test_compose_postmaster_copies),
         cmocka_unit_test(test_hostile_values),
         cmocka_unit_test(test_format_date),
     };
