@@ -667,21 +667,16 @@ class HostileMapEntryTest(unittest.TestCase):
         os.makedirs(cls.outside, exist_ok=True)
         cls.link = i.path("mail", DOMAIN, "link")
         os.makedirs(os.path.dirname(cls.link), mode=0o700, exist_ok=True)
-        bob = i.path("mail", DOMAIN, "bob")
-        for sub in ("", "tmp", "new", "cur"):      # bob's Maildir, whichever class ran first
-            os.makedirs(os.path.join(bob, sub), mode=0o700, exist_ok=True)
-        if is_root():
-            import pwd
-            vmail = pwd.getpwnam("vmail")
-            for sub in ("", "tmp", "new", "cur"):
-                os.chown(os.path.join(bob, sub), vmail.pw_uid, vmail.pw_gid)
+        bob = [i.path("mail", DOMAIN, "bob", sub) for sub in ("", "tmp", "new", "cur")]
+        for d in bob:                               # bob's Maildir, whichever class ran first
+            os.makedirs(d, mode=0o700, exist_ok=True)
         if not os.path.lexists(cls.link):
             os.symlink(cls.outside, cls.link)
         if is_root():
             import pwd
             vmail = pwd.getpwnam("vmail")
-            for p in (os.path.dirname(cls.link), cls.outside):
-                os.chown(p, vmail.pw_uid, vmail.pw_gid)
+            for d in bob + [os.path.dirname(cls.link), cls.outside]:
+                os.chown(d, vmail.pw_uid, vmail.pw_gid)
             os.lchown(cls.link, vmail.pw_uid, vmail.pw_gid)
         for u in cls.USERS:
             i.postctl("user", "add", "%s@%s" % (u, DOMAIN), "--password-stdin", input=u + "-pw\n")
