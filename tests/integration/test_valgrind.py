@@ -7,8 +7,9 @@ daemon_directory is a directory of wrapper scripts made here: each execs
 valgrind on the real daemon with the arguments, listening descriptors and
 POSTERN_* environment master gave it (master's parent-death signal survives
 the exec; valgrind opens its log before the daemon chroots). master itself
-runs natively: it puts itself in the background with a fork, and valgrind
-does not report on a forked child (it is silent after a fork until an exec).
+runs natively: postctl knows master by argv[0] in /proc/PID/cmdline (a pid
+file naming some other process must not be signalled), and under valgrind
+that is /usr/bin/valgrind.bin; the check is not weakened for a test.
 valgrind 3.19 does not know openat2, so the Maildir code takes its O_NOFOLLOW
 fallback here (valgrind warns about syscall 437; that is not an error).
 
