@@ -38,6 +38,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import unittest
 
 from outbound_helpers import FakeServer
@@ -254,6 +255,25 @@ class ValgrindTest(unittest.TestCase):
         finally:
             s.close()
 
+    def table_change(self, n):
+        """Mid-traffic, as an admin would: a new user and an alias replace their tables; the
+        daemons reopen them or retire (and exit, under valgrind too) for fresh ones."""
+        i = self.inst
+        i.postctl("user", "add", "carol@" + DOMAIN, "--password-stdin", input="carol-pw\n")
+        i.postctl("alias", "add", "sales@" + DOMAIN, "carol@" + DOMAIN)
+        deadline = time.time() + 120
+        while True:                     # a 4xx while a table is being reloaded is retried, as a client would
+            try:
+                with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=120) as s:
+                    s.sendmail("a@outside.test", ["carol@" + DOMAIN, "sales@" + DOMAIN],
+                               b"Subject: new user\r\nFrom: a@outside.test\r\n\r\nwelcome\r\n")
+                return "tables"
+            except smtplib.SMTPRecipientsRefused as e:
+                code = min(c for c, _ in e.recipients.values())
+                self.assertLess(code, 500, "permanent refusal of a user just added: %r" % e.recipients)
+                self.assertLess(time.time(), deadline, "still refused: %r" % e.recipients)
+                time.sleep(1)
+
     def sendmail_run(self, n):
         """The sendmail command: maildrop/, picked up by qmgr."""
         env = dict(os.environ, POSTERN_CONFIG=self.inst.config_dir)
@@ -354,12 +374,14 @@ class ValgrindTest(unittest.TestCase):
                 jobs.append((self.submission_session, n))
             if n < IMAP_SESSIONS:
                 jobs.append((self.imap_session, n))
+        jobs.insert(len(jobs) // 3, (self.table_change, 0))
         outcomes, failures = self.run_all(jobs)
         self.assertEqual(failures, [], "client failures:\n" + "\n".join(failures[:20]))
 
         # alice: the seeds, port 25 mail, bounces of her refused mail; bob: port 25 and sendmail
         want = {"alice": 3 + outcomes.get("delivered:alice", 0) + outcomes.get("bounced", 0),
-                "bob": outcomes.get("delivered:bob", 0) + outcomes.get("sendmail", 0)}
+                "bob": outcomes.get("delivered:bob", 0) + outcomes.get("sendmail", 0),
+                "carol": 1}             # carol@ and sales@ (her alias) are one delivery
         relayed, deferred = outcomes.get("relayed", 0), outcomes.get("deferred", 0)
 
         def arrived():
@@ -390,13 +412,15 @@ class ValgrindTest(unittest.TestCase):
                                 % (program, pid, errors, definite, indirect, excerpt(text)))
         smtp = sum(v for k, v in outcomes.items() if k.startswith("delivered") or k in ("refused", "cut"))
         sub = ("relayed", "bounced", "deferred", "badauth")
+        retired = self.inst.log().count("retiring:")
         print("\nvalgrind: SMTP sessions %d on 25 (%s), %d on 587/465 (%s), sendmail runs %d; "
+              "a user and an alias added mid-traffic (%d daemons retired for fresh tables); "
               "IMAP sessions %d (%d wrong passwords); %d daemon processes checked (%s); "
               "errors %d; bytes definitely lost %d, indirectly lost %d"
               % (smtp, ", ".join("%s %d" % kv for kv in sorted(outcomes.items())
                                  if kv[0].startswith("delivered") or kv[0] in ("refused", "cut")),
                  sum(outcomes.get(k, 0) for k in sub), ", ".join("%s %d" % (k, outcomes.get(k, 0)) for k in sub),
-                 outcomes.get("sendmail", 0), outcomes.get("login", 0) + outcomes.get("badlogin", 0),
+                 outcomes.get("sendmail", 0), retired, outcomes.get("login", 0) + outcomes.get("badlogin", 0),
                  outcomes.get("badlogin", 0), len(results), ", ".join(seen),
                  sum(r[2] or 0 for r in results), sum(r[3] for r in results), sum(r[4] for r in results)))
         for program in CHECKED:
