@@ -8,8 +8,9 @@ dropping the connection mid-command. Each IMAP session logs in, SELECTs INBOX,
 FETCHes the envelopes and logs out; one in ten goes over 993 (TLS), one in
 twenty is a wrong password. The RSS after the warm-up (the first 1,000) must
 not grow by more than a generous bound at the end; the figures are printed.
-(LeakSanitizer cannot run in the daemons' chroot, so this is what shows that
-a connection leaves nothing behind; the fuzz targets run under LeakSanitizer.)
+(LeakSanitizer cannot run in the daemons' chroot, so this and test_valgrind,
+which runs the daemons under valgrind memcheck, show that a connection leaves
+nothing behind; the fuzz targets run under LeakSanitizer.)
 """
 import imaplib
 import os
