@@ -397,8 +397,9 @@ static bool commit_notice(struct qmgr_message *msg, const struct notice *nt, enu
     char    new_id[QUEUE_ID_LEN + 1];
 
     if (queue_notice(msg, nt, who, rcpt, now, new_id, &err) != 0) {
-        msg_warn("%s: cannot queue a delivery status notification: %s; will try again", msg->entry->id,
-                 sb_str(&err));
+        /* A postmaster's copy is not tried again (see notify_sender). */
+        msg_warn("%s: cannot queue a delivery status notification: %s%s", msg->entry->id, sb_str(&err),
+                 who == POSTMASTER_COPY ? "" : "; will try again");
         sb_free(&err);
         return false;
     }

@@ -11,11 +11,12 @@ import email.policy
 import glob
 import os
 import re
+import signal
 import smtplib
 import time
 import unittest
 
-from postern_test import Instance, main, wait_until
+from postern_test import Instance, children_of, cmdline, main, wait_until
 
 DOMAIN = "example.test"
 HOST = "mx.example.test"                # Instance's --hostname, also $myorigin
@@ -32,7 +33,7 @@ def new_instance(name, **params):
     i.set_main_cf(mynetworks="127.0.0.1/32", transport_maps="texthash:" + tmap,
                   minimal_backoff_time="1s", maximal_backoff_time="1s", queue_run_delay="1s",
                   delay_warning_time="2s", maximal_queue_lifetime="1h", bounce_queue_lifetime="0",
-                  **params)
+                  service_throttle_time="2s", **params)
     i.postctl("domain", "add", DOMAIN)
     for user in ("alice", "bob", "pm"):
         i.postctl("user", "add", "%s@%s" % (user, DOMAIN), "--password-stdin", input="pw\n")
@@ -188,6 +189,44 @@ class NotifyClassesTest(unittest.TestCase):
         self.assertNotRegex(i.log(), r"%s: (sender|postmaster) (non-delivery|delay) notification" % qid)
         time.sleep(1)
         self.assertEqual([m for _, m in raw_messages(i, "pm")[before:] if about(m, qid)], [])
+
+    def qmgr_pids(self):
+        pids = []
+        for pid in children_of(self.inst.master_pid()):
+            try:
+                argv = cmdline(pid)
+            except OSError:
+                continue
+            if argv and os.path.basename(argv[0]) == "qmgr":
+                pids.append(pid)
+        return pids
+
+    def test_kill_qmgr_while_copying(self):
+        """qmgr SIGKILLed while bounces and copies are being made: afterwards every bounce has
+        its sender's notice and its postmaster's copy (at least once: a crash may repeat)."""
+        i = self.inst
+        ids, kills = [], 0
+        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
+            s.ehlo("client.test")
+            for k in range(24):
+                s.mail("bob@" + DOMAIN)
+                s.rcpt("k%d@bounce.test" % k)
+                code, resp = s.data(b"Subject: kill %d\r\n\r\nx\r\n" % k)
+                self.assertEqual(code, 250, resp)
+                ids.append(re.search(rb"queued as ([0-9A-F]{18})", resp).group(1).decode())
+                if k % 8 == 3:
+                    for pid in self.qmgr_pids():
+                        os.kill(pid, signal.SIGKILL)
+                        kills += 1
+        self.assertGreater(kills, 0)
+
+        def reported(user, subject):
+            return {m.get_payload()[1].get_payload()[0]["X-Postern-Queue-ID"]
+                    for _, m in with_subject(i, user, subject)}
+        self.assertTrue(wait_until(lambda: set(ids) <= reported("bob", "Undelivered Mail"), timeout=60),
+                        "no sender's notice for %s" % sorted(set(ids) - reported("bob", "Undelivered Mail")))
+        self.assertTrue(wait_until(lambda: set(ids) <= reported("pm", "Postmaster Copy"), timeout=60),
+                        "no postmaster's copy for %s" % sorted(set(ids) - reported("pm", "Postmaster Copy")))
 
 
 class DefaultClassesTest(unittest.TestCase):
