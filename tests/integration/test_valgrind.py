@@ -14,7 +14,8 @@ valgrind 3.19 does not know openat2, so the Maildir code takes its O_NOFOLLOW
 fallback here (valgrind warns about syscall 437; that is not an error).
 
 Traffic, from a few client threads: SMTP on 25 (plain and STARTTLS; messages
-delivered to Maildirs, unknown users, a bad command, a refused relay from
+delivered to Maildirs, unknown users, a SIZE over a quota refused by virtual's
+quota-status policy service, a bad command, a refused relay from
 outside mynetworks, connections cut mid-command), submission on 587 (STARTTLS
 and AUTH PLAIN with good and bad passwords; relayed mail goes out through the
 smtp agent to a sink, which refuses some recipients (qmgr bounces to the
@@ -148,9 +149,16 @@ class ValgrindTest(unittest.TestCase):
                       relayhost="[127.0.0.1]:%d" % cls.sink.port,
                       auth_failure_delay="0", auth_lockout_time="0",
                       smtpd_client_connection_rate_limit="0",
+                      # RCPT asks virtual's quota-status policy service (smtpd's policy client)
+                      smtpd_recipient_restrictions="check_policy_service unix:private/quota-status",
                       # valgrind's leak check at exit takes seconds: no SIGKILL before it ends
                       graceful_stop_timeout="90s")
+        with open(os.path.join(i.config_dir, "master.cf")) as f:
+            master = f.read()
+        with open(os.path.join(i.config_dir, "master.cf"), "w") as f:
+            f.write(master.replace("#quota-status unix", "quota-status unix"))
         i.postctl("domain", "add", DOMAIN)
+        i.postctl("user", "add", "dave@" + DOMAIN, "--quota", "1k", "--password-stdin", input="dave-pw\n")
         for user in ("alice", "bob"):
             i.postctl("user", "add", "%s@%s" % (user, DOMAIN), "--password-stdin", input=user + "-pw\n")
         try:
@@ -205,8 +213,9 @@ class ValgrindTest(unittest.TestCase):
             if kind == 2:
                 self.assertEqual(s.docmd("FROBNICATE")[0], 502)
             if kind == 3:
-                s.mail("a@outside.test")
+                s.mail("a@outside.test", ["SIZE=5000"])
                 self.assertEqual(s.rcpt("nobody@" + DOMAIN)[0], 550)
+                self.assertEqual(s.rcpt("dave@" + DOMAIN)[0], 552, "over dave's 1k quota")
                 s.rset()
             if kind == 7:
                 s.mail("a@outside.test")
