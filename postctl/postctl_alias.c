@@ -2,7 +2,9 @@
  * postctl_alias - "postctl alias add|del|list": virtual aliases (virtual_alias_maps).
  *
  *   add ADDRESS DEST...      ADDRESS (or @DOMAIN, a catch-all) in one of our
- *                            domains; DESTs are added to any it has already
+ *                            domains (mailbox, alias, or mydestination, where
+ *                            postmaster@$myhostname must lead somewhere);
+ *                            DESTs are added to any it has already
  *   del ADDRESS [DEST...]    the whole alias, or just those destinations
  *   list [--json]
  */
@@ -77,6 +79,8 @@ static int alias_edit(struct config *cfg, int argc, char **argv, bool add)
     if (add) {
         const char *cls = admin_domain_class(cfg, domain.data, &err);
 
+        if (cls == NULL && admin_domain_is_local(cfg, domain.data))
+            cls = "local";              /* mydestination: only aliases live there (postmaster@$myhostname) */
         if (cls == NULL || strcmp(cls, "relay") == 0) {
             sb_reset(&err);
             sb_printf(&err, "%s is not a mailbox or alias domain of this instance; first: "

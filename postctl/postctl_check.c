@@ -13,17 +13,20 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "directory.h"
 #include "fsutil.h"
 #include "master_cf.h"
 #include "password.h"
 #include "privsep.h"
 #include "strbuf.h"
+#include "strlist.h"
 
 #include "postctl.h"
 #include "postctl_init.h"
@@ -282,6 +285,61 @@ out:
     sb_free(&text), sb_free(&err), sb_free(&hash);
 }
 
+/* resolves_here - address (lower case) is an alias or a mailbox of ours; true for a remote one or a failed lookup */
+static bool resolves_here(struct directory *dir, const char *address)
+{
+    const char *at = strrchr(address, '@');
+    struct strbuf out = STRBUF_INIT;
+    enum domain_class cls;
+    enum map_status st;
+
+    if (directory_classify(dir, at + 1, &cls) != DIRECTORY_OK
+        || (cls != DOMAIN_LOCAL && cls != DOMAIN_ALIAS && cls != DOMAIN_MAILBOX))
+        return true;
+    st = directory_alias(dir, address, &out);
+    if (st == MAP_NOTFOUND && cls == DOMAIN_MAILBOX)
+        st = directory_mailbox(dir, address, &out);
+    sb_free(&out);
+    return st != MAP_NOTFOUND;
+}
+
+/*
+ * check_postmaster - RFC 5321 wants postmaster to work, and the postmaster
+ * notices go to the *_notice_recipient addresses (default "postmaster", that
+ * is postmaster@$myorigin): one that is ours but neither an alias nor a
+ * mailbox bounces everything sent to it. There is no local delivery to catch it.
+ */
+static void check_postmaster(struct check *chk, struct config *cfg)
+{
+    static const char *const params[] = {"2bounce_notice_recipient", "bounce_notice_recipient",
+                                         "delay_notice_recipient"};
+    struct strbuf err = STRBUF_INIT, address = STRBUF_INIT;
+    struct strlist seen = STRLIST_INIT;
+    struct directory *dir = directory_open(cfg, &err);
+
+    for (size_t i = 0; dir != NULL && i < sizeof(params) / sizeof(params[0]); i++) {
+        const char *value = config_str(cfg, params[i]);
+
+        if (*value == '\0')
+            continue;
+        sb_set(&address, value);
+        if (strchr(value, '@') == NULL)
+            sb_printf(&address, "@%s", config_str(cfg, "myorigin"));
+        sb_lowercase(&address);
+        if (strlist_contains_nocase(&seen, sb_str(&address)))
+            continue;
+        strlist_add(&seen, sb_str(&address));
+        if (!resolves_here(dir, sb_str(&address)))
+            check_warning(chk, "%s = %s: %s is neither an alias nor a mailbox here, so mail to it "
+                          "bounces (postmaster notices too); fix: postctl alias add %s YOU@YOUR.DOMAIN",
+                          params[i], value, sb_str(&address), sb_str(&address));
+    }
+    if (dir != NULL)
+        directory_close(dir);
+    strlist_free(&seen);
+    sb_free(&err), sb_free(&address);
+}
+
 /* check_tls - the certificate is there and the key is private */
 static void check_tls(struct check *chk, struct config *cfg)
 {
@@ -335,6 +393,7 @@ int cmd_check(struct postctl *ctl, int argc, char **argv)
     check_tables(&chk, cfg);
     check_tls(&chk, cfg);
     check_passwords(&chk, cfg);
+    check_postmaster(&chk, cfg);
     if (!privsep_is_root())
         check_warning(&chk, "not run as root: owners are checked against the current user (unprivileged mode)");
     if (chk.errors)

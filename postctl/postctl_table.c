@@ -14,6 +14,7 @@
 
 #include "address.h"
 #include "config.h"
+#include "directory.h"
 #include "fsutil.h"
 #include "map.h"
 #include "mem.h"
@@ -315,6 +316,21 @@ const char *admin_domain_class(struct config *cfg, const char *domain, struct st
     sb_free(&path);
     sb_free(&value);
     return found;
+}
+
+bool admin_domain_is_local(struct config *cfg, const char *domain)
+{
+    struct strbuf err = STRBUF_INIT;
+    struct directory *dir = directory_open(cfg, &err);
+    enum domain_class cls = DOMAIN_OTHER;
+
+    if (dir != NULL) {
+        if (directory_classify(dir, domain, &cls) != DIRECTORY_OK)
+            cls = DOMAIN_OTHER;
+        directory_close(dir);
+    }
+    sb_free(&err);
+    return cls == DOMAIN_LOCAL;
 }
 
 struct config *admin_load_config(const char *config_dir, const char *cmd)

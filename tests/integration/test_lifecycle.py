@@ -77,6 +77,21 @@ class InitTest(unittest.TestCase):
         self.assertIn("queue/deferred: mode 0755, expected 0700; fix: chmod 0700", r.stdout)
         self.assertIn("key.pem: private key readable by others", r.stdout)
 
+    def test_check_wants_a_postmaster(self):
+        # notices go to postmaster@$myorigin (mydestination: aliases only); none yet -> a warning
+        i = self.inst
+        r = i.postctl_raw("check")
+        self.assertIn("2bounce_notice_recipient = postmaster: postmaster@mx.example.test is neither an "
+                      "alias nor a mailbox here", r.stdout)
+        self.assertIn("fix: postctl alias add postmaster@mx.example.test", r.stdout)
+        i.postctl("domain", "add", "example.test")
+        i.postctl("user", "add", "admin@example.test", "--password-stdin", input="pw\n")
+        i.postctl("alias", "add", "postmaster@mx.example.test", "admin@example.test")
+        i.set_main_cf(delay_notice_recipient="noc@example.test")
+        r = i.postctl_raw("check")
+        self.assertNotIn("2bounce_notice_recipient", r.stdout)
+        self.assertIn("delay_notice_recipient = noc@example.test: noc@example.test is neither", r.stdout)
+
     def test_check_reports_file_and_line(self):
         i = self.inst
         with open(os.path.join(i.config_dir, "main.cf"), "a") as f:

@@ -148,6 +148,24 @@ class MailFlowTest(unittest.TestCase):
         self.send(["PostMaster@Example.TEST"], make_message("to-postmaster"))
         self.wait_delivered("alice", a0 + 1)
 
+    def test_postmaster_of_the_host_name(self):
+        # mydestination ($myhostname) holds only aliases: postctl must be able to add postmaster there
+        i = self.inst
+        a0 = len(maildir_files(i, "alice"))
+        i.postctl("alias", "add", "postmaster@mx.example.test", "alice@" + DOMAIN)
+        self.assertTrue(wait_until(lambda: self.rcpt_code("postmaster@mx.example.test") == 250, timeout=15))
+        self.send(["postmaster@mx.example.test"], make_message("to-host-postmaster"))
+        self.wait_delivered("alice", a0 + 1)
+        r = i.postctl_raw("alias", "add", "x@elsewhere.test", "alice@" + DOMAIN)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("elsewhere.test is not a mailbox or alias domain", r.stderr)
+
+    def rcpt_code(self, rcpt):
+        with smtplib.SMTP("127.0.0.1", self.inst.smtp_port, timeout=30) as s:
+            s.ehlo("client.test")
+            s.mail("sender@outside.test")
+            return s.rcpt(rcpt)[0]
+
     def test_unknown_user_rejected_at_rcpt(self):
         with smtplib.SMTP("127.0.0.1", self.inst.smtp_port, timeout=30) as s:
             s.ehlo("client.test")
