@@ -38,6 +38,7 @@ static const struct map_type *const map_types[] = {
     &map_type_static,
     &map_type_inline,
     &map_type_pgsql,
+    &map_type_regexp,
 };
 
 #define MAP_NTYPES (sizeof(map_types) / sizeof(map_types[0]))
@@ -103,6 +104,11 @@ static const struct map_type *split_spec(const char *spec, const char **name, st
         return NULL;
     }
     if ((type = find_type(spec, (size_t) (colon - spec))) == NULL) {
+        if (colon - spec == 4 && strncmp(spec, "pcre", 4) == 0) {
+            sb_printf(err, "%s: pcre: tables are not supported; use regexp:%s (POSIX extended "
+                      "regular expressions, the same /pattern/flags result lines)", spec, colon + 1);
+            return NULL;
+        }
         sb_printf(err, "%s: unknown map type '%.*s'; known types: ", spec,
                   (int) (colon - spec), spec);
         known_types(err);
@@ -171,7 +177,8 @@ enum map_status map_lookup(struct map *map, const char *key, struct strbuf *valu
     map_check(map);
     sb_reset(&map->key);
     sb_append(&map->key, key, len);
-    sb_lowercase(&map->key);
+    if (!map->type->keep_case)
+        sb_lowercase(&map->key);
     return map->type->lookup(map->handle, sb_str(&map->key), value);
 }
 
@@ -262,6 +269,40 @@ bool maplist_refresh(struct maplist *list)
 bool maplist_empty(const struct maplist *list)
 {
     return list == NULL || list->count == 0;
+}
+
+struct value_walk {
+    int     (*fn)(void *arg, const char *spec, const char *value, int line);
+    void   *arg;
+    const char *spec;
+};
+
+/* value_walk_one - adds the map's spec to a type's foreach_value call */
+static int value_walk_one(void *arg, const char *value, int line)
+{
+    struct value_walk *w = arg;
+
+    return w->fn(w->arg, w->spec, value, line);
+}
+
+/* maplist_foreach_value - every listable value of every map, in order */
+int maplist_foreach_value(struct maplist *list,
+                          int (*fn)(void *arg, const char *spec, const char *value, int line),
+                          void *arg)
+{
+    struct value_walk w = {fn, arg, NULL};
+    int     rc;
+
+    for (size_t i = 0; list != NULL && i < list->count; i++) {
+        struct map *map = list->maps[i];
+
+        if (map->type->foreach_value == NULL)
+            continue;
+        w.spec = map->spec;
+        if ((rc = map->type->foreach_value(map->handle, value_walk_one, &w)) != 0)
+            return rc;
+    }
+    return 0;
 }
 
 /* maplist_close - close every map of the list */

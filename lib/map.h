@@ -7,6 +7,7 @@
  *   static:VALUE   every key gives VALUE
  *   inline:{ key=value, { key = value with, commas } }
  *   pgsql:/path.cf PostgreSQL query (map_pgsql.c, Postfix's pgsql_table(5))
+ *   regexp:/path   /pattern/flags result lines (map_regexp.c, Postfix's regexp_table(5))
  *
  * Keys are case-insensitive: they are folded to lower case when compiled and
  * when looked up, as Postfix does. File-backed maps notice when their file is
@@ -51,6 +52,14 @@ bool maplist_changed(struct maplist *list);
  */
 bool maplist_refresh(struct maplist *list);
 bool maplist_empty(const struct maplist *list);
+/*
+ * maplist_foreach_value - fn(arg, spec, value, line) for every value of the
+ * maps that can list theirs (regexp:), to check at start what a table may
+ * answer; stops at and returns fn's first nonzero result.
+ */
+int  maplist_foreach_value(struct maplist *list,
+                           int (*fn)(void *arg, const char *spec, const char *value, int line),
+                           void *arg);
 void maplist_close(struct maplist *list);
 
 /*
@@ -69,6 +78,10 @@ struct map_type {
     bool    (*changed)(void *handle);   /* may reopen in place; true only if it could not */
     void    (*close)(void *handle);
     int     (*compile)(const char *name, struct strbuf *warnings, struct strbuf *err); /* NULL: not compilable */
+    bool    keep_case;                  /* keys are passed as given, not folded (regexp:) */
+    /* foreach_value - fn(arg, value, line) for every value the table holds; NULL: cannot list */
+    int     (*foreach_value)(void *handle, int (*fn)(void *arg, const char *value, int line),
+                             void *arg);
 };
 
 /*
@@ -77,7 +90,7 @@ struct map_type {
 #define MAP_LINE_MAX 65536              /* longest logical source line, key or value */
 
 extern const struct map_type map_type_hash, map_type_btree, map_type_texthash,
-    map_type_static, map_type_inline, map_type_pgsql;
+    map_type_static, map_type_inline, map_type_pgsql, map_type_regexp;
 
 /* map_set_check_interval_ms - how often a map looks for a replaced file (default 1000) */
 void map_set_check_interval_ms(long ms);
