@@ -116,6 +116,9 @@ const struct config_param config_params[] = {
     STR("smtpd_sender_login_maps", ""),                 /* sender address -> login(s) owning it */
     /* smtpd restrictions (smtpd_check.c, smtpd_policy.c, smtpd_anvil.c) and ESMTP options. */
     STR("smtpd_end_of_data_restrictions", ""),
+    STR("header_checks", ""),                           /* header_checks(5): primary message headers */
+    STR("mime_header_checks", "$header_checks"),        /* MIME headers of the message and every part */
+    STR("nested_header_checks", "$header_checks"),      /* headers of attached message/rfc822 parts */
     BOOL("smtpd_reject_unlisted_recipient", "yes"),     /* own domains: unknown users get 550 */
     INT("smtpd_soft_error_limit", "10", 1),             /* from here on every reply waits... */
     TIME("smtpd_error_sleep_time", "1s", 0),            /* ...this long (a timer, never sleep()) */

@@ -530,7 +530,12 @@ int map_file_check(int fd, const char *path, const struct stat *opened)
     unlinked = fstat(fd, &fst) == 0 && fst.st_nlink == 0;
     if (stat(path, &pst) == 0)
         return same_file(&pst, opened) ? 0 : 1;
-    return unlinked ? -1 : 0;
+    if (unlinked)
+        return -1;
+    /* Out of reach (chroot), but edited in place: the descriptor sees that too. */
+    if (fstat(fd, &fst) == 0 && !same_file(&fst, opened))
+        return -1;
+    return 0;
 }
 
 /* map_token - next list item; braces group separators */

@@ -472,6 +472,7 @@ static bool rx_changed(void *handle)
             rm->bad = st;
         return true;
     }
+    sb_free(&err);
     rm->have_bad = false;
     regexp_table_free(rm->table);
     close(rm->fd);

@@ -71,6 +71,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -750,6 +751,52 @@ int queue_writer_write(struct queue_writer *w, const void *data, size_t len, str
 uint64_t queue_writer_size(const struct queue_writer *w)
 {
     return w->msg_len;
+}
+
+/* queue_writer_map_message - flush the buffer, map the file, point at the message */
+int queue_writer_map_message(struct queue_writer *w, const char **data, size_t *len,
+                             struct strbuf *err)
+{
+    long    page = sysconf(_SC_PAGESIZE);
+    uint64_t start, skip;
+    void   *map;
+
+    *data = NULL;
+    *len = 0;
+    if (w->failed) {
+        sb_printf(err, "read incoming/%s.tmp: an earlier write failed", w->id);
+        errno = w->failed;
+        return -1;
+    }
+    if (writer_flush(w, err) < 0)
+        return -1;
+    if (w->msg_len == 0 || w->msg_len > SIZE_MAX / 2) {
+        *data = "";
+        return 0;
+    }
+    /* mmap offsets are whole pages: map from the page holding the message's start. */
+    start = w->msg_offset - w->msg_offset % (uint64_t) (page > 0 ? page : 4096);
+    skip = w->msg_offset - start;
+    map = mmap(NULL, (size_t) (skip + w->msg_len), PROT_READ, MAP_SHARED, w->fd, (off_t) start);
+    if (map == MAP_FAILED) {
+        sb_printf(err, "map incoming/%s.tmp: %s", w->id, strerror(errno));
+        return -1;
+    }
+    *data = (const char *) map + skip;
+    *len = (size_t) w->msg_len;
+    return 0;
+}
+
+/* queue_message_unmap - the mapping starts at the page holding data */
+void queue_message_unmap(const char *data, size_t len)
+{
+    long    page = sysconf(_SC_PAGESIZE);
+    size_t  skip;
+
+    if (len == 0)
+        return;
+    skip = (size_t) ((uintptr_t) data % (uintptr_t) (page > 0 ? page : 4096));
+    munmap((void *) (data - skip), len + skip);
 }
 
 /* writer_free - release memory and the descriptor, touching no file names */

@@ -112,6 +112,14 @@ int  queue_writer_commit(struct queue_writer *w, struct strbuf *err);
 /* queue_writer_abort - remove the temporary file; the writer is freed */
 void queue_writer_abort(struct queue_writer *w);
 uint64_t queue_writer_size(const struct queue_writer *w);   /* message bytes so far */
+/*
+ * queue_writer_map_message - the message written so far, mapped read-only
+ * (for checks before the commit, without a copy in memory); release it with
+ * queue_message_unmap(*data, *len). -1 with err.
+ */
+int  queue_writer_map_message(struct queue_writer *w, const char **data, size_t *len,
+                              struct strbuf *err);
+void queue_message_unmap(const char *data, size_t len);
 
 /* queue_file_read - read and validate the file open at fd; -1 with err: corrupt (or I/O error, errno set) */
 int  queue_file_read(int fd, struct queue_file *qf, struct strbuf *err);

@@ -61,6 +61,7 @@ static void smtpd_init(struct service *svc)
     set->mail_name = xstrdup(config_str(svc->cfg, "mail_name"));
     server.check = smtpd_check_init(svc);
     server.anvil = smtpd_anvil_init(svc);
+    server.header_checks = smtpd_hc_init(svc);
     smtpd_tls_init(&server);
     smtpd_sasl_init(&server);
     /* Received: dates are local time; the zone file is out of reach after chroot. */

@@ -12,6 +12,7 @@
  *                  able to wait for DNS and policy answers without blocking
  * smtpd_policy.c   check_policy_service: Postfix's policy delegation client
  * smtpd_anvil.c    per-client connection count and rate limits
+ * smtpd_header_checks.c  header_checks, mime_header_checks, nested_header_checks
  * smtpd_tls.c      STARTTLS and implicit TLS: the server context, TLS
  *                  bufferevents, handshake wording for logs and headers
  * smtpd_sasl.c     AUTH: the client side of the Dovecot auth protocol, one
@@ -37,6 +38,7 @@
 
 struct bufferevent;
 struct evbuffer;
+struct event_base;
 struct smtpd_session;
 struct tls_server;
 
@@ -138,6 +140,7 @@ struct smtpd_store {
 
 
 struct smtpd_check;
+struct smtpd_hc;
 
 /* Per-process state: service->app. */
 struct smtpd_server {
@@ -147,6 +150,7 @@ struct smtpd_server {
     struct smtpd_check *check;          /* recipient checks; NULL: accept any recipient */
     struct tls_server *tls;             /* NULL: no TLS on this service (no certificate) */
     struct smtpd_anvil *anvil;          /* per-client connection limits; NULL: none */
+    struct smtpd_hc *header_checks;     /* header checks; NULL: none configured */
     struct smtpd_session *sessions;     /* all live sessions, for stop */
     unsigned session_count;
 };
@@ -248,6 +252,30 @@ int  smtpd_anvil_connect(struct smtpd_anvil *a, const struct smtpd_client *cl,
                          const char *hostname, struct strbuf *reply);
 /* smtpd_anvil_disconnect - a counted connection ended */
 void smtpd_anvil_disconnect(struct smtpd_anvil *a, const struct smtpd_client *cl);
+
+/* smtpd_header_checks.c */
+enum smtpd_hc_action { SMTPD_HC_PASS, SMTPD_HC_REJECT, SMTPD_HC_DISCARD, SMTPD_HC_TEMPFAIL };
+/* Who sent the message, for the log lines. */
+struct smtpd_hc_context {
+    const char *queue_id;
+    const char *client;                 /* "name[addr]" */
+    const char *sender;                 /* "" for the null sender */
+    const char *rcpt;                   /* the first recipient */
+};
+struct smtpd_hc_result {
+    enum smtpd_hc_action action;
+    struct strbuf reply;                /* REJECT/TEMPFAIL: the reply after the final dot */
+    struct strbuf log;                  /* lines to log, from the event loop */
+    bool    retire;                     /* a table changed beyond reach: retire after this */
+};
+/* smtpd_hc_init - open the tables (before chroot); NULL when none is configured; fatal on errors */
+struct smtpd_hc *smtpd_hc_init(struct service *svc);
+/* smtpd_hc_start - after the privilege drop: watch the tables for changes */
+void smtpd_hc_start(struct smtpd_hc *hc, struct event_base *base);
+/* smtpd_hc_run - any thread: check every header line of the message data[0..len) (LF line ends) */
+void smtpd_hc_run(struct smtpd_hc *hc, const char *data, size_t len,
+                  const struct smtpd_hc_context *ctx, struct smtpd_hc_result *res);
+void smtpd_hc_result_free(struct smtpd_hc_result *res);
 
 /* smtpd_tls.c */
 /* smtpd_tls_init - TLS settings and context (privileged: reads the key); fatal on errors */

@@ -15,6 +15,12 @@
  * full: smtpd_store_error_reply) and aborts the writer, which removes the
  * temporary file: nothing is left behind and the client keeps the message.
  *
+ * Header checks (smtpd_header_checks.c), when configured, run in the same
+ * commit thread just before the fsync, on the temporary file mapped
+ * read-only: a REJECT (5xx reply) or DISCARD (250, dropped) removes the
+ * file as a failed write does, so nothing is queued; with no checks
+ * configured the path is unchanged.
+ *
  * The commit's fsyncs and renames run in a few worker threads
  * (SMTPD_COMMIT_THREADS, lib/worker_pool.h), not in the event loop: one
  * process serves many sessions, and one session's fsync must not stall every
@@ -85,6 +91,8 @@ struct commit_job {
     int     rc;                         /* set by the thread */
     int     errnum;                     /* and why it failed */
     struct strbuf err;
+    bool    checked;                    /* header checks ran: hc holds their verdict */
+    struct smtpd_hc_result hc;
 };
 
 /* One message being received. */
@@ -433,7 +441,38 @@ static void qmgr_notify(const char *queue_id)
     ipc_free(&rec);
 }
 
-/* commit_work - in a worker thread: fsync, rename, fsync the directory */
+/* header_check - in a worker thread: header checks on the file written so far */
+static void header_check(struct commit_job *job)
+{
+    struct queue_msg *m = job->m;
+    struct smtpd_hc_context ctx;
+    struct strbuf client = STRBUF_INIT;
+    const char *data;
+    size_t  len;
+
+    if (queue_writer_map_message(m->w, &data, &len, &job->err) != 0) {
+        job->errnum = errno;
+        queue_writer_abort(m->w);
+        job->rc = -1;
+        return;
+    }
+    sb_printf(&client, "%s[%s]", m->env.client_name, m->env.client_addr);
+    ctx.queue_id = m->env.queue_id;
+    ctx.client = sb_str(&client);
+    ctx.sender = m->env.sender;
+    ctx.rcpt = m->env.nrcpt > 0 ? m->env.rcpts[0].address : "";
+    smtpd_hc_run(q.srv->header_checks, data, len, &ctx, &job->hc);
+    queue_message_unmap(data, len);
+    sb_free(&client);
+    job->checked = true;
+    /* Refused or discarded: the temporary file goes, nothing is queued. */
+    if (job->hc.action != SMTPD_HC_PASS) {
+        queue_writer_abort(m->w);
+        job->rc = 1;
+    }
+}
+
+/* commit_work - in a worker thread: header checks, fsync, rename, fsync the directory */
 static void commit_work(void *arg)
 {
     struct commit_job *job = arg;
@@ -449,11 +488,27 @@ static void commit_work(void *arg)
             job->rc = -1;
         }
     }
+    if (job->rc == 0 && q.srv->header_checks != NULL)
+        header_check(job);
     if (job->rc == 0 && queue_writer_commit(m->w, &job->err) != 0) {
         job->errnum = errno;
         job->rc = -1;
     }
     m->w = NULL;
+}
+
+/* header_check_report - in the event loop: the log lines the checks collected */
+static void header_check_report(struct smtpd_hc_result *hc)
+{
+    char   *line = hc->log.data, *next;
+
+    for (; line && *line; line = next) {
+        if ((next = strchr(line, '\n')) != NULL)
+            *next++ = '\0';
+        else
+            next = line + strlen(line);
+        msg_info("%s", line);
+    }
 }
 
 /* commit_finished - in the event loop: reply, nudge qmgr, call back */
@@ -465,9 +520,16 @@ static void commit_finished(void *arg)
 
     memcpy(id, job->m->env.queue_id, sizeof(id));
     id[QUEUE_ID_LEN] = 0;
+    if (job->checked)
+        header_check_report(&job->hc);
     if (job->rc == 0) {
         sb_printf(&reply, "250 2.0.0 Ok: queued as %s", id);
         qmgr_notify(id);
+    } else if (job->rc == 1 && job->hc.action == SMTPD_HC_DISCARD) {
+        /* Postfix's discard: the client is told the message was taken. */
+        sb_printf(&reply, "250 2.0.0 Ok: queued as %s", id);
+    } else if (job->rc == 1) {
+        sb_puts(&reply, sb_str(&job->hc.reply));
     } else {
         msg_warn("%s: queue file write error: %s", id, sb_str(&job->err));
         sb_puts(&reply, smtpd_store_error_reply(job->errnum));
@@ -476,6 +538,10 @@ static void commit_finished(void *arg)
         job->done(job->ctx, sb_str(&reply));
     sb_free(&reply);
     sb_free(&job->err);
+    if (job->checked && job->hc.retire)
+        service_retire(q.srv->svc, "a header_checks table changed and cannot be reopened "
+                       "here; a fresh process will open it");
+    smtpd_hc_result_free(&job->hc);
     msg_free(job->m);
     free(job);
     if (worker_pool_pending(q.committers) == 0)
@@ -491,6 +557,8 @@ static void *queue_commit(void *msg, smtpd_store_done_fn done, void *ctx)
     job->done = done;
     job->ctx = ctx;
     sb_init(&job->err);
+    sb_init(&job->hc.reply);
+    sb_init(&job->hc.log);
     worker_pool_submit(q.committers, commit_work, commit_finished, job);
     return job;
 }
@@ -532,4 +600,5 @@ void smtpd_queue_init(struct smtpd_server *srv)
     if (q.dirfd < 0)
         msg_fatal("open the queue directory (the working directory): %m");
     q.committers = worker_pool_new(srv->svc->base, SMTPD_COMMIT_THREADS, "smtpd commit");
+    smtpd_hc_start(srv->header_checks, srv->svc->base);
 }
