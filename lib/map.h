@@ -10,9 +10,9 @@
  *   regexp:/path   /pattern/flags result lines (map_regexp.c, Postfix's regexp_table(5))
  *
  * Keys are case-insensitive: they are folded to lower case when compiled and
- * when looked up, as Postfix does. File-backed maps notice when their file is
- * replaced (postctl map renames a new file into place) and reopen it at the
- * next lookup; where the new file cannot be reached (the daemon is chrooted
+ * when looked up, as Postfix does (not for regexp:, whose flags decide).
+ * File-backed maps notice when their file is replaced (postctl map renames a
+ * new file into place) and reopen it at the next lookup; where the new file cannot be reached (the daemon is chrooted
  * away from it), map_changed() says so and the daemon retires so that master
  * starts a fresh one. Each type lives in its own file (map_bdb.c,
  * map_texthash.c, map_static.c, map_inline.c) behind struct map_type.

@@ -69,10 +69,17 @@ static void test_first_match_and_case(void **state)
     assert_string_equal(lookup(t, "Content-Type: application/octet-stream; name=x.exe", &v), "REJECT");
     assert_string_equal(lookup(t, "Content-Type: application/octet-stream; name=X.EXE", &v), "REJECT");
     assert_string_equal(lookup(t, "Content-Type: application/pdf; name=x.pdf", &v), "(none)");
+    /* The guide's pattern misses quoted names, as in Postfix (README gives one that does not). */
+    assert_string_equal(lookup(t, "Content-Type: application/x; name=\"x.exe\"", &v), "(none)");
     assert_string_equal(lookup(t, "SUBJECT: cheap VIAGRA", &v), "REJECT spam");
     assert_string_equal(lookup(t, "Subject: hello", &v), "DUNNO");
     assert_string_equal(lookup(t, "X-Case: Exact", &v), "WARN exact");
     assert_string_equal(lookup(t, "x-case: exact", &v), "(none)");
+    regexp_table_free(t);
+    t = parse("/name=\"?[^>]*\\.(bat|com|exe|dll|vbs)\"?$/ REJECT\n");
+    assert_string_equal(lookup(t, "Content-Type: application/x; name=\"x.exe\"", &v), "REJECT");
+    assert_string_equal(lookup(t, "Content-Disposition: attachment; filename=x.EXE", &v), "REJECT");
+    assert_string_equal(lookup(t, "Content-Disposition: attachment; filename=\"x.pdf\"", &v), "(none)");
     regexp_table_free(t);
     sb_free(&v);
 }
