@@ -811,6 +811,12 @@ static void writer_free(struct queue_writer *w)
 
 int queue_writer_commit(struct queue_writer *w, struct strbuf *err)
 {
+    return queue_writer_commit_to(w, "incoming", err);
+}
+
+/* queue_writer_commit_to - commit into queue directory dir ("incoming", or "hold" where qmgr never looks) */
+int queue_writer_commit_to(struct queue_writer *w, const char *dir, struct strbuf *err)
+{
     unsigned char *h = (unsigned char *) w->image.data;
     char    tmp_name[64];
     char    final_name[64];
@@ -819,7 +825,7 @@ int queue_writer_commit(struct queue_writer *w, struct strbuf *err)
     int     saved;
 
     snprintf(tmp_name, sizeof(tmp_name), "incoming/%s.tmp", w->id);
-    snprintf(final_name, sizeof(final_name), "incoming/%s", w->id);
+    snprintf(final_name, sizeof(final_name), "%s/%s", dir, w->id);
     if (w->failed) {
         sb_printf(err, "write %s: an earlier write failed", tmp_name);
         errno = w->failed;
@@ -857,10 +863,10 @@ int queue_writer_commit(struct queue_writer *w, struct strbuf *err)
         sb_printf(err, "rename %s to %s: %s", tmp_name, final_name, strerror(errno));
         goto fail;
     }
-    dfd = openat(w->dirfd, "incoming", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    dfd = openat(w->dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 || fsync(dfd) < 0) {
         /* Not durable: take it back, so that the client retries instead of trusting a 250. */
-        sb_printf(err, "fsync directory incoming: %s", strerror(errno));
+        sb_printf(err, "fsync directory %s: %s", dir, strerror(errno));
         if (dfd >= 0)
             close(dfd);
         saved = errno;

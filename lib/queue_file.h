@@ -109,6 +109,8 @@ struct queue_writer *queue_writer_create(int queue_dirfd, struct queue_envelope 
 int  queue_writer_write(struct queue_writer *w, const void *data, size_t len, struct strbuf *err);
 /* queue_writer_commit - header, fsync, rename to incoming/ID, fsync incoming/; the writer is freed */
 int  queue_writer_commit(struct queue_writer *w, struct strbuf *err);
+/* queue_writer_commit_to - the same into queue directory dir: "hold" parks it where qmgr never looks */
+int  queue_writer_commit_to(struct queue_writer *w, const char *dir, struct strbuf *err);
 /* queue_writer_abort - remove the temporary file; the writer is freed */
 void queue_writer_abort(struct queue_writer *w);
 uint64_t queue_writer_size(const struct queue_writer *w);   /* message bytes so far */

@@ -266,6 +266,7 @@ struct smtpd_hc_result {
     enum smtpd_hc_action action;
     struct strbuf reply;                /* REJECT/TEMPFAIL: the reply after the final dot */
     struct strbuf log;                  /* lines to log, from the event loop */
+    bool    hold;                       /* HOLD: commit into hold/ (when action is PASS) */
     bool    retire;                     /* a table changed beyond reach: retire after this */
 };
 /* smtpd_hc_init - open the tables (before chroot); NULL when none is configured; fatal on errors */

@@ -13,9 +13,11 @@
  * other headers of the message in header_checks; other headers of a message
  * attached as message/rfc822 in nested_header_checks. The parts come from
  * lib/mime (bounded depth and part count). The first action that ends the
- * message (REJECT, DISCARD) stops the walk; WARN and INFO log and go on; OK
- * and DUNNO do nothing (OK is DUNNO in header checks, as in Postfix). Other
- * Postfix actions (HOLD, IGNORE, PREPEND, REDIRECT, ...) are not implemented:
+ * message (REJECT, DISCARD) stops the walk; HOLD (the message is committed
+ * into hold/, where qmgr never looks, until "postctl queue release"), WARN
+ * and INFO log and go on; OK and DUNNO do nothing (OK is DUNNO in header
+ * checks, as in Postfix). Other Postfix actions (IGNORE, PREPEND, REDIRECT,
+ * FILTER, ...) are not implemented:
  * a table that lists one is a configuration error at start (with the file
  * and line), and one a table answers anyway (a type that cannot list its
  * values) is logged and ignored.
@@ -33,7 +35,7 @@
  * does nothing extra.
  *
  * Diagnostics: "ID: reject: header NAME: VALUE from CLIENT; from=<S> to=<R>:
- * 5.7.1 TEXT", likewise "warning:", "info:" and "discard:".
+ * 5.7.1 TEXT", likewise "warning:", "info:", "hold:" and "discard:".
  */
 #include <ctype.h>
 #include <pthread.h>
@@ -106,7 +108,8 @@ static size_t action_word(const char *value, const char **rest)
 /* known_action - actions this module carries out */
 static bool known_action(const char *word, size_t n)
 {
-    static const char *const known[] = {"REJECT", "WARN", "INFO", "DISCARD", "DUNNO", "OK", NULL};
+    static const char *const known[] = {"REJECT", "WARN", "INFO", "DISCARD", "HOLD", "DUNNO", "OK",
+                                        NULL};
 
     for (size_t i = 0; known[i]; i++)
         if (strlen(known[i]) == n && strncasecmp(word, known[i], n) == 0)
@@ -124,7 +127,7 @@ static int validate_one(void *arg, const char *spec, const char *value, int line
     if (known_action(value, n))
         return 0;
     msg_fatal("%s: %s:%d: unsupported header check action '%.*s' (supported: REJECT, WARN, "
-              "INFO, DISCARD, DUNNO, OK)", param, spec, line, (int) (n > 64 ? 64 : n), value);
+              "INFO, DISCARD, HOLD, DUNNO, OK)", param, spec, line, (int) (n > 64 ? 64 : n), value);
     return 1;
 }
 
@@ -278,6 +281,11 @@ static bool apply(struct hc_walk *w, const char *name, const char *hvalue, const
         log_line(w, "discard", name, hvalue, sb_str(&text));
         res->action = SMTPD_HC_DISCARD;
         go_on = false;
+    } else if (IS("HOLD")) {
+        /* Later headers may still reject or discard it, as in Postfix. */
+        reply_text(&text, rest, "");
+        log_line(w, "hold", name, hvalue, sb_str(&text));
+        res->hold = true;
     } else if (IS("WARN")) {
         reply_text(&text, rest, "");
         log_line(w, "warning", name, hvalue, sb_str(&text));

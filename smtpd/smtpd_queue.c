@@ -18,7 +18,8 @@
  * Header checks (smtpd_header_checks.c), when configured, run in the same
  * commit thread just before the fsync, on the temporary file mapped
  * read-only: a REJECT (5xx reply) or DISCARD (250, dropped) removes the
- * file as a failed write does, so nothing is queued; with no checks
+ * file as a failed write does, so nothing is queued; HOLD commits it into
+ * hold/ instead of incoming/ (qmgr is not nudged). With no checks
  * configured the path is unchanged.
  *
  * The commit's fsyncs and renames run in a few worker threads
@@ -490,7 +491,8 @@ static void commit_work(void *arg)
     }
     if (job->rc == 0 && q.srv->header_checks != NULL)
         header_check(job);
-    if (job->rc == 0 && queue_writer_commit(m->w, &job->err) != 0) {
+    if (job->rc == 0 && queue_writer_commit_to(m->w, job->checked && job->hc.hold ? "hold"
+                                                : "incoming", &job->err) != 0) {
         job->errnum = errno;
         job->rc = -1;
     }
@@ -524,7 +526,8 @@ static void commit_finished(void *arg)
         header_check_report(&job->hc);
     if (job->rc == 0) {
         sb_printf(&reply, "250 2.0.0 Ok: queued as %s", id);
-        qmgr_notify(id);
+        if (!(job->checked && job->hc.hold))
+            qmgr_notify(id);
     } else if (job->rc == 1 && job->hc.action == SMTPD_HC_DISCARD) {
         /* Postfix's discard: the client is told the message was taken. */
         sb_printf(&reply, "250 2.0.0 Ok: queued as %s", id);

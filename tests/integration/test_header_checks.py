@@ -4,7 +4,8 @@ The how-to "Banning attachments" line (mime_header_checks with
 /name=[^>]*\\.(bat|com|exe|dll|vbs)$/ REJECT) refuses a .exe attachment with
 550 5.7.1 after the final dot, leaving nothing in the queue or the Maildir,
 and lets a .pdf through; header_checks REJECT (case-insensitive), WARN
-(logged, delivered), DISCARD (250, not delivered), a folded header matched as
+(logged, delivered), DISCARD (250, not delivered), HOLD (250, in hold/ until
+postctl queue release), a folded header matched as
 one line, the headers of an attached message/rfc822 (nested_header_checks =
 $header_checks), BDAT, a table replaced while running, and start-time errors
 (bad pattern with file:line, unsupported action, pcre:).
@@ -21,7 +22,8 @@ DOMAIN = "example.test"
 GUIDE_LINE = "/name=[^>]*\\.(bat|com|exe|dll|vbs)$/ REJECT\n"
 HEADER_RULES = ("/^Subject:.*viagra/ REJECT spam\n"
                 "/^Subject:.*warnme/ WARN watch this\n"
-                "/^Subject:.*dropme/ DISCARD dropped by test\n")
+                "/^Subject:.*dropme/ DISCARD dropped by test\n"
+                "/^Subject:.*holdme/ HOLD held for review\n")
 
 
 def attachment_message(subject, filename):
@@ -63,7 +65,7 @@ class HeaderChecksTest(unittest.TestCase):
                       header_checks="regexp:" + cls.hc,
                       mime_header_checks="regexp:" + cls.mhc)
         i.postctl("domain", "add", DOMAIN)
-        for user in ("alice", "bob", "carol"):
+        for user in ("alice", "bob", "carol", "dave"):
             i.postctl("user", "add", "%s@%s" % (user, DOMAIN), "--password-stdin", input="pw\n")
         i.start()
 
@@ -145,6 +147,26 @@ class HeaderChecksTest(unittest.TestCase):
                       self.inst.log())
         self.deliver_marker("bob", "bob-marker")
         self.assertFalse(any(b"dropme" in m for m in self.subjects("bob")))
+
+    def test_hold_until_released(self):
+        with smtplib.SMTP("127.0.0.1", self.inst.smtp_port, timeout=30) as s:
+            s.ehlo("client.test")
+            s.mail("sender@outside.test")
+            s.rcpt("dave@example.test")
+            code, text = s.data(plain_message("please holdme", to="dave@example.test"))
+        self.assertEqual(code, 250, text)
+        qid = text.decode().split()[-1]
+        self.assertEqual([os.path.basename(p) for p in self.queue_files()], [qid])
+        self.assertTrue(os.path.exists(self.inst.path("queue", "hold", qid)))
+        self.assertIn("%s: hold: header Subject: please holdme from unknown[127.0.0.1]" % qid,
+                      self.inst.log())
+        self.assertIn(qid + "!", self.inst.postctl("queue", "list"))
+        self.deliver_marker("dave", "dave-marker")      # qmgr runs, the held one stays
+        self.assertFalse(any(b"holdme" in m for m in self.subjects("dave")))
+        self.inst.postctl("queue", "release", qid)
+        self.assertTrue(wait_until(lambda: any(b"holdme" in m for m in self.subjects("dave")),
+                                   timeout=30), self.inst.log()[-3000:])
+        self.assertTrue(wait_until(lambda: self.queue_files() == [], timeout=10))
 
     def test_nested_message_headers(self):
         self.assert_rejected(nested_message("fwd", "inner viagra offer"), "spam")
@@ -255,7 +277,7 @@ class HeaderChecksConfigTest(unittest.TestCase):
         self.check_with("/x/q REJECT\n", "PATH:1: unsupported flag 'q'", param="mime_header_checks")
 
     def test_unsupported_action(self):
-        self.check_with("/^Subject:/ HOLD\n", "unsupported header check action 'HOLD'",
+        self.check_with("/^Subject:/ PREPEND X-Bad: yes\n", "unsupported header check action 'PREPEND'",
                         param="nested_header_checks")
 
     def test_pcre_refused(self):
