@@ -87,6 +87,22 @@ def cmdline(pid):
         return [a.decode() for a in f.read().split(b"\0") if a]
 
 
+def daemons_of(inst, names):
+    """{name: [pid...]} of master's children running the programs named."""
+    found = {name: [] for name in names}
+    master = inst.master_pid()
+    if not master:
+        return found
+    for pid in children_of(master):
+        try:
+            argv = cmdline(pid)
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) in found:
+            found[os.path.basename(argv[0])].append(pid)
+    return found
+
+
 class Instance:
     """A Postern instance under a temp dir, driven through postctl."""
 

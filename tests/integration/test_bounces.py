@@ -20,7 +20,7 @@ import time
 import unittest
 
 from outbound_helpers import FakeServer
-from postern_test import Instance, children_of, cmdline, main, wait_until
+from postern_test import Instance, daemons_of, main, wait_until
 
 DOMAIN = "example.test"
 HOST = "mx.example.test"                # Instance's --hostname
@@ -255,17 +255,6 @@ class BounceTest(unittest.TestCase):
         time.sleep(1)
         self.assertEqual(len(dsns(i, "postmaster", "Postmaster Copy")), before + 1)
 
-    def qmgr_pids(self):
-        pids = []
-        for pid in children_of(self.inst.master_pid()):
-            try:
-                argv = cmdline(pid)
-            except OSError:
-                continue
-            if argv and os.path.basename(argv[0]) == "qmgr":
-                pids.append(pid)
-        return pids
-
     def test_kill_qmgr_while_bouncing(self):
         i = self.inst
         n = 30
@@ -279,7 +268,7 @@ class BounceTest(unittest.TestCase):
                 self.assertEqual(code, 250, resp)
                 ids.append(re.search(rb"queued as ([0-9A-F]{18})", resp).group(1).decode())
                 if k % 10 == 5:
-                    for pid in self.qmgr_pids():
+                    for pid in daemons_of(self.inst, ["qmgr"])["qmgr"]:
                         os.kill(pid, signal.SIGKILL)
                         kills += 1
         self.assertGreater(kills, 0)

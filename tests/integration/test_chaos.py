@@ -17,8 +17,8 @@ import time
 import unittest
 import json
 
-from postern_test import Instance, main, wait_until
-from test_crash import DOMAIN, daemons_of, delivered_subjects, send_messages
+from postern_test import Instance, daemons_of, main, wait_until
+from test_crash import DOMAIN, delivered_subjects, send_messages
 
 CONNECTIONS = 10
 PER_CONNECTION = 200

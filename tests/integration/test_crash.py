@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from postern_test import Instance, children_of, cmdline, main, wait_until
+from postern_test import Instance, daemons_of, main, wait_until
 
 DOMAIN = "example.test"
 CONNECTIONS = 6
@@ -46,22 +46,6 @@ def delivered_subjects(inst):
         subj = subject_of(path)
         counts[subj] = counts.get(subj, 0) + 1
     return counts
-
-
-def daemons_of(inst, names):
-    """{name: [pid...]} of master's children running the programs named."""
-    found = {name: [] for name in names}
-    master = inst.master_pid()
-    if not master:
-        return found
-    for pid in children_of(master):
-        try:
-            argv = cmdline(pid)
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0]) in found:
-            found[os.path.basename(argv[0])].append(pid)
-    return found
 
 
 def send_messages(inst, prefix, count, pause, accepted, failed, pause_after_failure=0.0):

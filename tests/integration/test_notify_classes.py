@@ -16,7 +16,7 @@ import smtplib
 import time
 import unittest
 
-from postern_test import Instance, children_of, cmdline, main, wait_until
+from postern_test import Instance, daemons_of, main, wait_until
 
 DOMAIN = "example.test"
 HOST = "mx.example.test"                # Instance's --hostname, also $myorigin
@@ -190,17 +190,6 @@ class NotifyClassesTest(unittest.TestCase):
         time.sleep(1)
         self.assertEqual([m for _, m in raw_messages(i, "pm")[before:] if about(m, qid)], [])
 
-    def qmgr_pids(self):
-        pids = []
-        for pid in children_of(self.inst.master_pid()):
-            try:
-                argv = cmdline(pid)
-            except OSError:
-                continue
-            if argv and os.path.basename(argv[0]) == "qmgr":
-                pids.append(pid)
-        return pids
-
     def test_kill_qmgr_while_copying(self):
         """qmgr SIGKILLed while bounces and copies are being made: afterwards every bounce has
         its sender's notice and its postmaster's copy (at least once: a crash may repeat)."""
@@ -215,7 +204,7 @@ class NotifyClassesTest(unittest.TestCase):
                 self.assertEqual(code, 250, resp)
                 ids.append(re.search(rb"queued as ([0-9A-F]{18})", resp).group(1).decode())
                 if k % 8 == 3:
-                    for pid in self.qmgr_pids():
+                    for pid in daemons_of(self.inst, ["qmgr"])["qmgr"]:
                         os.kill(pid, signal.SIGKILL)
                         kills += 1
         self.assertGreater(kills, 0)
