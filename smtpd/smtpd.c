@@ -106,6 +106,8 @@ static void smtpd_done(struct service *svc)
     (void) svc;
     smtpd_check_free(server.check);
     server.check = NULL;
+    smtpd_hc_free(server.header_checks);
+    server.header_checks = NULL;
 }
 
 static const struct service_ops smtpd_ops = {

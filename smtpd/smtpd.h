@@ -277,6 +277,8 @@ void smtpd_hc_start(struct smtpd_hc *hc, struct event_base *base);
 void smtpd_hc_run(struct smtpd_hc *hc, const char *data, size_t len,
                   const struct smtpd_hc_context *ctx, struct smtpd_hc_result *res);
 void smtpd_hc_result_free(struct smtpd_hc_result *res);
+/* smtpd_hc_free - close the tables (at exit, no commit under way) */
+void smtpd_hc_free(struct smtpd_hc *hc);
 
 /* smtpd_tls.c */
 /* smtpd_tls_init - TLS settings and context (privileged: reads the key); fatal on errors */

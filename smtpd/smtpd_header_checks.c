@@ -4,7 +4,7 @@
  * before it is committed.
  *
  * Interface (smtpd.h): smtpd_hc_init(), smtpd_hc_start(), smtpd_hc_run(),
- * smtpd_hc_result_free().
+ * smtpd_hc_result_free(), smtpd_hc_free().
  *
  * Every logical header line ("Name: value", unfolded) is looked up in one of
  * the three map lists, as Postfix's cleanup does: MIME headers
@@ -161,6 +161,19 @@ struct smtpd_hc *smtpd_hc_init(struct service *svc)
     hc->svc = svc;
     pthread_mutex_init(&hc->lock, NULL);
     return hc;
+}
+
+/* smtpd_hc_free - at exit, once no commit is under way: close the tables */
+void smtpd_hc_free(struct smtpd_hc *hc)
+{
+    if (hc == NULL)
+        return;
+    if (hc->timer != NULL)
+        event_free(hc->timer);
+    for (int i = 0; i < HC_NONE; i++)
+        maplist_close(hc->lists[i]);
+    pthread_mutex_destroy(&hc->lock);
+    free(hc);
 }
 
 /* hc_changed - under the lock: a table was replaced beyond reach */
