@@ -178,6 +178,149 @@ static int check_result(const char *result, size_t nsub, bool negate, struct str
     return 0;
 }
 
+/*
+ * Pattern size. glibc's regcomp() copies a repeated subexpression once per
+ * repetition it must spell out ("x+" is "xx*", "x{3,5}" five x's), so
+ * stacked or nested repetitions grow exponentially: a 30-byte typo can take
+ * gigabytes when smtpd starts, and a repetition right after a repetition
+ * ("a+*", undefined in POSIX) makes its epsilon closures take minutes.
+ * pattern_size() estimates the expanded size (atoms, with groups and
+ * repetitions multiplied out, saturating; stacked repetitions count as too
+ * big) so that such a pattern is refused with its line instead.
+ */
+#define REGEXP_MAX_SIZE 20000           /* expanded atoms; real header patterns need hundreds */
+#define REGEXP_MAX_NEST 64
+
+/* sat_mul, sat_add - arithmetic that stops just above the limit */
+static size_t sat_add(size_t a, size_t b)
+{
+    return a + b > REGEXP_MAX_SIZE ? REGEXP_MAX_SIZE + 1 : a + b;
+}
+
+static size_t sat_mul(size_t a, size_t b)
+{
+    return b != 0 && a > (REGEXP_MAX_SIZE + 1) / b ? REGEXP_MAX_SIZE + 1
+        : (a * b > REGEXP_MAX_SIZE ? REGEXP_MAX_SIZE + 1 : a * b);
+}
+
+/* interval_max - the larger bound of "{n}", "{n,}", "{n,m}" at p (after the brace); *end past it */
+static size_t interval_max(const char *p, const char **end, bool basic)
+{
+    size_t  n = 0, best = 0;
+
+    for (; *p; p++) {
+        if (isdigit((unsigned char) *p)) {
+            n = n * 10 + (size_t) (*p - '0');
+            if (n > 100000)
+                n = 100000;
+        } else if (*p == ',') {
+            best = n > best ? n : best;
+            n = 0;
+        } else {
+            break;
+        }
+    }
+    best = n > best ? n : best;
+    if (basic && *p == '\\')
+        p++;
+    *end = *p ? p + 1 : p;
+    return best + 1;
+}
+
+/* pattern_size - estimated atoms after regcomp() spells repetitions out */
+static size_t pattern_size(const char *pat, bool extended)
+{
+    size_t  content[REGEXP_MAX_NEST + 1] = {0};
+    size_t  last[REGEXP_MAX_NEST + 1] = {0};
+    int     depth = 0;
+    const char *p = pat;
+    bool    after_repeat = false;
+
+    while (*p) {
+        size_t  factor = 0;             /* 0: p is an atom or a group mark, not a repetition */
+        size_t  atom = 1;
+        bool    open = false, close = false;
+
+        if (*p == '\\' && p[1]) {
+            char    c = p[1];
+
+            p += 2;
+            if (!extended && c == '(')
+                open = true;
+            else if (!extended && c == ')')
+                close = true;
+            else if (!extended && (c == '+' || c == '?'))
+                factor = c == '+' ? 2 : 1;
+            else if (!extended && c == '{')
+                factor = interval_max(p, &p, true);
+        } else if (*p == '[') {
+            /* A bracket expression is one atom: skip to its closing ']'. */
+            p++;
+            if (*p == '^')
+                p++;
+            if (*p == ']')
+                p++;
+            while (*p && *p != ']') {
+                if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+                    const char *q = strchr(p + 2, p[1]);
+
+                    p = q && q[1] == ']' ? q + 2 : p + 1;
+                } else {
+                    p++;
+                }
+            }
+            if (*p)
+                p++;
+        } else if (extended && *p == '(') {
+            open = true;
+            p++;
+        } else if (extended && *p == ')') {
+            close = true;
+            p++;
+        } else if (*p == '*' || (extended && *p == '?')) {
+            factor = 1;
+            p++;
+        } else if (extended && *p == '+') {
+            factor = 2;
+            p++;
+        } else if (extended && *p == '{') {
+            factor = interval_max(p + 1, &p, false);
+        } else {
+            p++;
+        }
+        if (open) {
+            if (depth == REGEXP_MAX_NEST)
+                return REGEXP_MAX_SIZE + 1;
+            depth++;
+            content[depth] = last[depth] = 0;
+            continue;
+        }
+        if (close && depth > 0) {
+            atom = sat_add(content[depth], 1);
+            depth--;
+        }
+        if (factor && after_repeat)
+            return REGEXP_MAX_SIZE + 1;
+        after_repeat = factor != 0;
+        if (factor) {
+            /* The last atom (or group) is spelled out factor times. */
+            size_t  grown = sat_mul(last[depth] ? last[depth] : 1, factor);
+
+            content[depth] = sat_add(content[depth] - (content[depth] >= last[depth]
+                                                       ? last[depth] : content[depth]), grown);
+            last[depth] = grown;
+        } else {
+            content[depth] = sat_add(content[depth], atom);
+            last[depth] = atom;
+        }
+    }
+    while (depth > 0) {
+        content[depth - 1] = sat_add(content[depth - 1], content[depth]);
+        depth--;
+    }
+    return content[0];
+}
+
 /* parse_rule - one logical line into rule; -1 with why */
 static int parse_rule(const char *text, struct regexp_rule *rule, struct strbuf *why)
 {
@@ -214,6 +357,12 @@ static int parse_rule(const char *text, struct regexp_rule *rule, struct strbuf 
     }
     if (sb_len(&pat) == 0) {
         sb_puts(why, "empty pattern");
+        goto fail;
+    }
+    if (pattern_size(sb_str(&pat), (cflags & REG_EXTENDED) != 0) > REGEXP_MAX_SIZE) {
+        sb_puts(why, "pattern too complex: a repetition of a repetition ('a+*', '(a+)+' many "
+                "times, 'x{1000}' in 'x{1000}') multiplies out in the C library's matcher; "
+                "simplify it");
         goto fail;
     }
     if (rule->negate)

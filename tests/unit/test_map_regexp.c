@@ -88,6 +88,7 @@ static void test_negation_substitution_delimiters(void **state)
 {
     struct strbuf v = STRBUF_INIT;
     struct regexp_table *t = parse(
+        "/^R: [a-z]{2,4}(-[0-9]+)*[]x[:alpha:]]+$/ sized ok\n"
         "!/^(From|To|Subject):/ DUNNO other\n"
         "/^From: (.*)@(.*)$/ WARN user $1 at ${2} $(1) $$5 $\n"
         "%^To: a/b%  OK slash\n"
@@ -101,6 +102,7 @@ static void test_negation_substitution_delimiters(void **state)
     assert_string_equal(lookup(t, "To: a/b", &v), "OK slash");
     assert_string_equal(lookup(t, "Subject: a/b", &v), "OK escaped");
     assert_string_equal(lookup(t, "Subject: y", &v), "got [][y]");
+    assert_string_equal(lookup(t, "R: abc-1-22]x", &v), "sized ok");
     regexp_table_free(t);
     sb_free(&v);
 }
@@ -138,6 +140,14 @@ static void test_bad_lines(void **state)
     expect_error("if /a/\n/b/ X\nendif\n", "/etc/hc:1: if/endif blocks are not supported");
     expect_error("// X\n", "/etc/hc:1: empty pattern");
     expect_error("/a/ X\n/b/\0 Y\n", "/etc/hc:2:");
+    /* glibc spells repetitions out: these would take gigabytes */
+    expect_error("/a/ X\n/^Subje.++++++++++++++++++++++++-)$/ X\n", "/etc/hc:2: pattern too complex");
+    expect_error("/((((((((((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)/ X\n",
+                 "/etc/hc:1: pattern too complex");
+    expect_error("/(a{1000}){1000}/ X\n", "/etc/hc:1: pattern too complex");
+    expect_error("/a+*/ X\n", "/etc/hc:1: pattern too complex");
+    expect_error("/a**/ X\n", "/etc/hc:1: pattern too complex");
+    expect_error("/\\(a\\{1000\\}\\)\\{1000\\}/x X\n", "/etc/hc:1: pattern too complex");
 }
 
 /* test_junk - the parser never crashes, leaks or accepts a rule it cannot match with */
