@@ -12,8 +12,9 @@
  * MIME-Version) of the message and of every MIME part in mime_header_checks;
  * other headers of the message in header_checks; other headers of a message
  * attached as message/rfc822 in nested_header_checks. The parts come from
- * lib/mime (bounded depth and part count). The first action that ends the
- * message (REJECT, DISCARD) stops the walk; HOLD (the message is committed
+ * lib/mime (bounded depth and part count; a message beyond its limits,
+ * whose further parts would go unchecked, is refused with 550 5.6.0). The
+ * first action that ends the message (REJECT, DISCARD) stops the walk; HOLD (the message is committed
  * into hold/, where qmgr never looks, until "postctl queue release"), WARN
  * and INFO log and go on; OK and DUNNO do nothing (OK is DUNNO in header
  * checks, as in Postfix). Other Postfix actions (IGNORE, PREPEND, REDIRECT,
@@ -76,6 +77,7 @@ struct hc_walk {
     struct smtpd_hc_result *res;
     enum hc_class nonmime;              /* class of the non-MIME headers of this header block */
     struct strbuf key, value;
+    size_t  parts;                      /* parts walked so far */
 };
 
 static const char *const mime_headers[] = {
@@ -343,17 +345,39 @@ static bool check_header(const char *name, const char *value, void *arg)
     return apply(w, name, value, sb_str(&w->value));
 }
 
+/* too_complex - lib/mime stopped parsing here: what lies beyond would go unchecked */
+static void too_complex(struct hc_walk *w)
+{
+    sb_printf(&w->res->log, "%s: reject: MIME structure beyond %d levels or %d parts from %s; "
+              "from=<%s> to=<%s>: 5.6.0 message MIME structure too complex to check\n",
+              w->ctx->queue_id, MIME_MAX_DEPTH, MIME_MAX_PARTS, w->ctx->client,
+              w->ctx->sender, w->ctx->rcpt);
+    sb_set(&w->res->reply, "550 5.6.0 message MIME structure too complex to check");
+    w->res->action = SMTPD_HC_REJECT;
+}
+
 /* walk_part - the header block of part, then its children */
 static void walk_part(struct hc_walk *w, const struct mime_message *msg,
-                      const struct mime_part *part, enum hc_class nonmime)
+                      const struct mime_part *part, enum hc_class nonmime, unsigned depth)
 {
+    /*
+     * Where the parser's limits stop it, an attachment could hide unchecked
+     * (a MUA parses on): refuse the message, as Postfix refuses MIME
+     * nesting deeper than its limit.
+     */
+    if (++w->parts >= MIME_MAX_PARTS
+        || (depth >= MIME_MAX_DEPTH && (part->is_multipart || part->is_message))) {
+        too_complex(w);
+        return;
+    }
     w->nonmime = nonmime;
     if (part->body_off > part->hdr_off && part->body_off <= msg->len)
         mime_header_foreach(msg->data + part->hdr_off, part->body_off - part->hdr_off,
                             check_header, w);
     for (size_t i = 0; i < part->nchildren && w->res->action == SMTPD_HC_PASS; i++) {
         /* An attached message's own headers are nested; a multipart's parts have MIME ones. */
-        walk_part(w, msg, &part->children[i], part->is_message ? HC_NESTED : HC_NONE);
+        walk_part(w, msg, &part->children[i], part->is_message ? HC_NESTED : HC_NONE,
+                  depth + 1);
     }
 }
 
@@ -361,13 +385,13 @@ static void walk_part(struct hc_walk *w, const struct mime_message *msg,
 void smtpd_hc_run(struct smtpd_hc *hc, const char *data, size_t len,
                   const struct smtpd_hc_context *ctx, struct smtpd_hc_result *res)
 {
-    struct hc_walk w = {hc, ctx, res, HC_PRIMARY, STRBUF_INIT, STRBUF_INIT};
+    struct hc_walk w = {hc, ctx, res, HC_PRIMARY, STRBUF_INIT, STRBUF_INIT, 0};
     struct mime_message *msg;
 
     res->action = SMTPD_HC_PASS;
     msg = mime_parse(data, len);
     pthread_mutex_lock(&hc->lock);
-    walk_part(&w, msg, &msg->root, HC_PRIMARY);
+    walk_part(&w, msg, &msg->root, HC_PRIMARY, 0);
     res->retire = hc_changed(hc);
     pthread_mutex_unlock(&hc->lock);
     mime_free(msg);

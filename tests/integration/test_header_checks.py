@@ -174,6 +174,31 @@ class HeaderChecksTest(unittest.TestCase):
         self.send(nested_message("fwd-clean", "inner fine"))
         self.assertTrue(wait_until(lambda: any(b"fwd-clean" in m for m in self.subjects("alice"))))
 
+    def test_mime_beyond_parser_limits_refused(self):
+        # an .exe under 40 levels of multipart: past lib/mime's depth limit, so refused whole
+        head = "From: sender@outside.test\r\nTo: alice@example.test\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
+        body = ""
+        for level in range(40):
+            body += "Content-Type: multipart/mixed; boundary=\"L%d\"\r\n\r\n--L%d\r\n" % (level, level)
+        body += "Content-Type: application/octet-stream; name=deep.exe\r\n\r\nTVqQ\r\n"
+        for level in reversed(range(40)):
+            body += "--L%d--\r\n" % level
+        with self.assertRaises(smtplib.SMTPDataError) as cm:
+            self.send((head + body).encode())
+        self.assertEqual(cm.exception.smtp_code, 550)
+        self.assertIn(b"5.6.0", cm.exception.smtp_error)
+        # 2500 parts: past the part limit
+        parts = "".join("--P\r\nContent-Type: text/plain\r\n\r\n%d\r\n" % n for n in range(2500))
+        msg = (head + "Content-Type: multipart/mixed; boundary=\"P\"\r\n\r\n" + parts
+               + "--P\r\nContent-Type: application/octet-stream; name=late.exe\r\n\r\nTVqQ\r\n--P--\r\n")
+        with self.assertRaises(smtplib.SMTPDataError) as cm:
+            self.send(msg.encode())
+        self.assertIn(b"5.6.0", cm.exception.smtp_error)
+        self.assertEqual(self.queue_files(), [])
+        # a few levels and parts are fine
+        self.send(nested_message("shallow-ok", "inner fine"))
+        self.assertTrue(wait_until(lambda: any(b"shallow-ok" in m for m in self.subjects("alice"))))
+
     def bdat(self, msg):
         s = socket.create_connection(("127.0.0.1", self.inst.smtp_port), timeout=30)
         f = s.makefile("rb")
