@@ -174,6 +174,17 @@ class HeaderChecksTest(unittest.TestCase):
         self.send(nested_message("fwd-clean", "inner fine"))
         self.assertTrue(wait_until(lambda: any(b"fwd-clean" in m for m in self.subjects("alice"))))
 
+    def test_nul_does_not_hide_a_name(self):
+        msg = attachment_message("nul", "x.exe").replace(b"application/octet-stream;",
+                                                          b"application/octet-stream;\0")
+        msg = msg.replace(b"attachment;", b"attachment;\0")
+        try:
+            self.send(msg)
+            self.fail("accepted: " + self.inst.log()[-2000:])
+        except smtplib.SMTPDataError as e:
+            self.assertEqual(e.smtp_code, 550)
+        self.assertEqual(self.queue_files(), [])
+
     def test_mime_beyond_parser_limits_refused(self):
         # an .exe under 40 levels of multipart: past lib/mime's depth limit, so refused whole
         head = "From: sender@outside.test\r\nTo: alice@example.test\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
