@@ -13,14 +13,15 @@
  * other headers of the message in header_checks; other headers of a message
  * attached as message/rfc822 in nested_header_checks. The parts come from
  * lib/mime (bounded depth and part count; a message beyond its limits,
- * whose further parts would go unchecked, is refused with 550 5.6.0). The
- * first action that ends the message (REJECT, DISCARD) stops the walk; HOLD (the message is committed
- * into hold/, where qmgr never looks, until "postctl queue release"), WARN
- * and INFO log and go on; OK and DUNNO do nothing (OK is DUNNO in header
- * checks, as in Postfix). Other Postfix actions (IGNORE, PREPEND, REDIRECT,
- * FILTER, ...) are not implemented:
- * a table that lists one is a configuration error at start (with the file
- * and line), and one a table answers anyway (a type that cannot list its
+ * whose further parts would go unchecked, is refused with 550 5.6.0).
+ *
+ * The first action that ends the message (REJECT, DISCARD) stops the walk;
+ * HOLD (the message is committed into hold/, where qmgr never looks, until
+ * "postctl queue release"), WARN and INFO log and go on; OK and DUNNO do
+ * nothing (OK is DUNNO in header checks, as in Postfix). Other Postfix
+ * actions (IGNORE, PREPEND, REDIRECT, FILTER, ...) are not implemented: a
+ * table that lists one is a configuration error at start (with the file and
+ * line), and one that a table answers anyway (a type that cannot list its
  * values) is logged and ignored.
  *
  * smtpd_hc_run() runs in a commit thread on the message read back from the
@@ -283,8 +284,9 @@ static bool apply(struct hc_walk *w, const char *name, const char *hvalue, const
 #define IS(word) (n == strlen(word) && strncasecmp(answer, word, n) == 0)
     if (IS("REJECT")) {
         reply_text(&text, rest, "message content rejected");
-        /* A table text that brings its own status code keeps it, as Postfix does. */
-        if (isdigit((unsigned char) sb_str(&text)[0]) && sb_str(&text)[1] == '.')
+        /* A table text that brings its own 5.x.x status code keeps it, as Postfix does. */
+        if (sb_str(&text)[0] == '5' && sb_str(&text)[1] == '.'
+            && isdigit((unsigned char) sb_str(&text)[2]))
             sb_printf(&res->reply, "550 %s", sb_str(&text));
         else
             sb_printf(&res->reply, "550 5.7.1 %s", sb_str(&text));

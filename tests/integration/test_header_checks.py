@@ -23,7 +23,8 @@ GUIDE_LINE = "/name=[^>]*\\.(bat|com|exe|dll|vbs)$/ REJECT\n"
 HEADER_RULES = ("/^Subject:.*viagra/ REJECT spam\n"
                 "/^Subject:.*warnme/ WARN watch this\n"
                 "/^Subject:.*dropme/ DISCARD dropped by test\n"
-                "/^Subject:.*holdme/ HOLD held for review\n")
+                "/^Subject:.*holdme/ HOLD held for review\n"
+                "/^Subject:.*owncode/ REJECT 5.7.9 custom code\n")
 
 
 def attachment_message(subject, filename):
@@ -127,6 +128,12 @@ class HeaderChecksTest(unittest.TestCase):
         self.assertIn("reject: header Subject: this is a long subject about Viagra from", self.inst.log())
         self.deliver_marker("alice", "after-reject-marker")
         self.assertFalse(any(b"VIAGRA" in m or b"Viagra" in m for m in self.subjects("alice")))
+
+    def test_reject_with_own_code(self):
+        with self.assertRaises(smtplib.SMTPDataError) as cm:
+            self.send(plain_message("owncode here"))
+        self.assertEqual(cm.exception.smtp_code, 550)
+        self.assertEqual(cm.exception.smtp_error, b"5.7.9 custom code")
 
     def test_warn_logged_and_delivered(self):
         self.send(plain_message("please warnme now"))
