@@ -6,7 +6,8 @@
  * map_close(); maplist_open(), maplist_lookup(), maplist_changed(),
  * maplist_empty(), maplist_close(); map_compile(). For the types:
  * map_parse_text() (the "key value" source format), map_file_check()
- * (replaced-file detection), map_token()/map_unbrace() (brace-aware lists),
+ * (replaced-file detection), map_source_*() (tables read whole from a text
+ * file and read again on change), map_token()/map_unbrace() (brace-aware lists),
  * map_set_check_interval_ms().
  *
  * Keys are folded to lower case here, once, before a type sees them. The
@@ -19,6 +20,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "mem.h"
 #include "strbuf.h"
 #include "map.h"
@@ -536,6 +539,60 @@ int map_file_check(int fd, const char *path, const struct stat *opened)
     if (fstat(fd, &fst) == 0 && !same_file(&fst, opened))
         return -1;
     return 0;
+}
+
+int map_source_open(const char *path, int *fdp, struct stat *stp, struct strbuf *err)
+{
+    int     fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        sb_printf(err, "open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, stp) < 0 || !S_ISREG(stp->st_mode)) {
+        sb_printf(err, "%s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    *fdp = fd;
+    return 0;
+}
+
+int map_source_reload_due(const struct map_source *src)
+{
+    struct stat st;
+
+    switch (map_file_check(src->fd, src->path, &src->st)) {
+    case 0:
+        return 0;
+    case -1:
+        return -1;
+    }
+    if (src->have_bad && stat(src->path, &st) == 0 && same_file(&st, &src->bad))
+        return -1;
+    return 1;
+}
+
+void map_source_reload_failed(struct map_source *src, const char *type, const struct strbuf *err)
+{
+    msg_warn("%s:%s: keeping the old table: %s", type, src->path, sb_str(err));
+    src->have_bad = stat(src->path, &src->bad) == 0;
+}
+
+void map_source_reloaded(struct map_source *src, int fd, const struct stat *st)
+{
+    close(src->fd);
+    src->fd = fd;
+    src->st = *st;
+    src->have_bad = false;
+}
+
+void map_source_close(struct map_source *src)
+{
+    close(src->fd);
+    src->fd = -1;
+    free(src->path);
+    src->path = NULL;
 }
 
 /* map_token - next list item; braces group separators */

@@ -21,6 +21,7 @@
 #define POSTERN_MAP_H
 
 #include <stdbool.h>
+#include <sys/stat.h>
 #include "strbuf.h"
 
 enum map_status {
@@ -110,8 +111,34 @@ int map_parse_text(int fd, const char *path, map_store_fn store, void *arg,
  * replaced? 0: no; 1: the path names a different file now (reopen it);
  * -1: the old file was unlinked and the path cannot be reached (keep the old data).
  */
-struct stat;
 int map_file_check(int fd, const char *path, const struct stat *opened);
+
+/*
+ * A table read whole from one text file (texthash:, regexp:) and read again
+ * when the file changes. A replacement that does not load leaves the old
+ * table in service and is warned about once, not at every check:
+ *
+ *   switch (map_source_reload_due(&src)) { 0: unchanged; -1: report "changed" }
+ *   load src.path into a new table -> on failure map_source_reload_failed(), report "changed"
+ *   map_source_reloaded(&src, fd, &st) and swap the tables
+ */
+struct map_source {
+    char   *path;
+    int     fd;                         /* the file the table was read from */
+    struct stat st;
+    struct stat bad;                    /* a replacement that failed to load */
+    bool    have_bad;
+};
+/* map_source_open - open path, which must be a regular file; its fd and identity; -1 with err */
+int  map_source_open(const char *path, int *fdp, struct stat *stp, struct strbuf *err);
+/* map_source_reload_due - 1: read the file again now; 0: unchanged; -1: out of reach, or the broken file seen before */
+int  map_source_reload_due(const struct map_source *src);
+/* map_source_reload_failed - warn "TYPE:PATH: keeping the old table: ERR" and remember this version */
+void map_source_reload_failed(struct map_source *src, const char *type, const struct strbuf *err);
+/* map_source_reloaded - the new version (fd, st) is in service; the old descriptor is closed */
+void map_source_reloaded(struct map_source *src, int fd, const struct stat *st);
+/* map_source_close - the descriptor and the path go */
+void map_source_close(struct map_source *src);
 
 /*
  * map_token - next item of a comma/whitespace separated list, where "{...}"

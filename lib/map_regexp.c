@@ -47,12 +47,8 @@ struct regexp_table {
 };
 
 struct regexp_map {
-    char   *path;
-    int     fd;
-    struct stat st;
+    struct map_source src;
     struct regexp_table *table;
-    struct stat bad;                    /* a replacement that failed to load */
-    bool    have_bad;
 };
 
 /* regexp_table_free - release every compiled rule */
@@ -532,15 +528,8 @@ static int rx_load(const char *path, int *fdp, struct stat *stp, struct regexp_t
     ssize_t n;
     int     fd;
 
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        sb_printf(err, "open %s: %s", path, strerror(errno));
+    if (map_source_open(path, &fd, stp, err) < 0)
         return -1;
-    }
-    if (fstat(fd, stp) < 0 || !S_ISREG(stp->st_mode)) {
-        sb_printf(err, "%s: not a regular file", path);
-        close(fd);
-        return -1;
-    }
     while ((n = read(fd, buf, sizeof(buf))) != 0) {
         if (n < 0) {
             if (errno == EINTR)
@@ -576,9 +565,9 @@ static void *rx_open(const char *name, struct strbuf *err)
         return NULL;
     }
     rm = xcalloc(1, sizeof(*rm));
-    rm->path = xstrdup(name);
-    if (rx_load(name, &rm->fd, &rm->st, &rm->table, err) < 0) {
-        free(rm->path);
+    rm->src.path = xstrdup(name);
+    if (rx_load(name, &rm->src.fd, &rm->src.st, &rm->table, err) < 0) {
+        free(rm->src.path);
         free(rm);
         return NULL;
     }
@@ -602,32 +591,21 @@ static bool rx_changed(void *handle)
     struct stat st;
     int     fd;
 
-    switch (map_file_check(rm->fd, rm->path, &rm->st)) {
+    switch (map_source_reload_due(&rm->src)) {
     case 0:
         return false;
     case -1:
         return true;
     }
-    /* Warn about a broken replacement once, not at every check. */
-    if (rm->have_bad && stat(rm->path, &st) == 0 && st.st_dev == rm->bad.st_dev
-        && st.st_ino == rm->bad.st_ino && st.st_size == rm->bad.st_size
-        && st.st_mtim.tv_sec == rm->bad.st_mtim.tv_sec
-        && st.st_mtim.tv_nsec == rm->bad.st_mtim.tv_nsec)
-        return true;
-    if (rx_load(rm->path, &fd, &st, &t, &err) < 0) {
-        msg_warn("regexp:%s: keeping the old table: %s", rm->path, sb_str(&err));
+    if (rx_load(rm->src.path, &fd, &st, &t, &err) < 0) {
+        map_source_reload_failed(&rm->src, "regexp", &err);
         sb_free(&err);
-        if ((rm->have_bad = stat(rm->path, &st) == 0))
-            rm->bad = st;
         return true;
     }
     sb_free(&err);
-    rm->have_bad = false;
+    map_source_reloaded(&rm->src, fd, &st);
     regexp_table_free(rm->table);
-    close(rm->fd);
     rm->table = t;
-    rm->fd = fd;
-    rm->st = st;
     return false;
 }
 
@@ -646,8 +624,7 @@ static void rx_close(void *handle)
     struct regexp_map *rm = handle;
 
     regexp_table_free(rm->table);
-    close(rm->fd);
-    free(rm->path);
+    map_source_close(&rm->src);
     free(rm);
 }
 

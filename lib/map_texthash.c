@@ -36,12 +36,8 @@ struct th_table {
 };
 
 struct th_map {
-    char   *path;
-    int     fd;
-    struct stat st;
+    struct map_source src;
     struct th_table table;
-    struct stat bad;                    /* a replacement that failed to load */
-    bool    have_bad;
 };
 
 /* th_hash - FNV-1a */
@@ -118,15 +114,8 @@ static int th_load(const char *path, int *fdp, struct stat *stp, struct th_table
     char   *line, *next;
 
     memset(t, 0, sizeof(*t));
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        sb_printf(err, "open %s: %s", path, strerror(errno));
+    if (map_source_open(path, &fd, stp, err) < 0)
         return -1;
-    }
-    if (fstat(fd, stp) < 0 || !S_ISREG(stp->st_mode)) {
-        sb_printf(err, "%s: not a regular file", path);
-        close(fd);
-        return -1;
-    }
     th_grow(t);
     if (map_parse_text(fd, path, th_store, t, &warnings, err) < 0) {
         th_free_table(t);
@@ -156,9 +145,9 @@ static void *th_open(const char *name, struct strbuf *err)
         return NULL;
     }
     tm = xcalloc(1, sizeof(*tm));
-    tm->path = xstrdup(name);
-    if (th_load(name, &tm->fd, &tm->st, &tm->table, err) < 0) {
-        free(tm->path);
+    tm->src.path = xstrdup(name);
+    if (th_load(name, &tm->src.fd, &tm->src.st, &tm->table, err) < 0) {
+        free(tm->src.path);
         free(tm);
         return NULL;
     }
@@ -186,31 +175,20 @@ static bool th_changed(void *handle)
     struct stat st;
     int     fd;
 
-    switch (map_file_check(tm->fd, tm->path, &tm->st)) {
+    switch (map_source_reload_due(&tm->src)) {
     case 0:
         return false;
     case -1:
         return true;
     }
-    /* Warn about a broken replacement once, not at every check. */
-    if (tm->have_bad && stat(tm->path, &st) == 0 && st.st_dev == tm->bad.st_dev
-        && st.st_ino == tm->bad.st_ino && st.st_size == tm->bad.st_size
-        && st.st_mtim.tv_sec == tm->bad.st_mtim.tv_sec
-        && st.st_mtim.tv_nsec == tm->bad.st_mtim.tv_nsec)
-        return true;
-    if (th_load(tm->path, &fd, &st, &t, &err) < 0) {
-        msg_warn("texthash:%s: keeping the old table: %s", tm->path, sb_str(&err));
+    if (th_load(tm->src.path, &fd, &st, &t, &err) < 0) {
+        map_source_reload_failed(&tm->src, "texthash", &err);
         sb_free(&err);
-        if ((tm->have_bad = stat(tm->path, &st) == 0))
-            tm->bad = st;
         return true;
     }
-    tm->have_bad = false;
+    map_source_reloaded(&tm->src, fd, &st);
     th_free_table(&tm->table);
-    close(tm->fd);
     tm->table = t;
-    tm->fd = fd;
-    tm->st = st;
     return false;
 }
 
@@ -220,8 +198,7 @@ static void th_close(void *handle)
     struct th_map *tm = handle;
 
     th_free_table(&tm->table);
-    close(tm->fd);
-    free(tm->path);
+    map_source_close(&tm->src);
     free(tm);
 }
 
