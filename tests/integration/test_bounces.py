@@ -56,6 +56,26 @@ def send(inst, sender, rcpts, body, mail_options=(), rcpt_options=()):
     return m.group(1).decode()
 
 
+def bounce_while_killing_qmgr(inst, sender, count, kill_after):
+    """count messages from sender to kK@bounce.test (bounced by the transport), with qmgr
+    SIGKILLed after message K for each K in kill_after; returns (queue ids, kills)."""
+    ids, kills = [], 0
+    with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=30) as s:
+        s.ehlo("client.test")
+        for k in range(count):
+            s.mail(sender)
+            s.rcpt("k%d@bounce.test" % k)
+            code, resp = s.data(b"Subject: kill %d\r\n\r\nx\r\n" % k)
+            if code != 250:
+                raise AssertionError("message %d refused: %d %r" % (k, code, resp))
+            ids.append(re.search(rb"queued as ([0-9A-F]{18})", resp).group(1).decode())
+            if k in kill_after:
+                for pid in daemons_of(inst, ["qmgr"])["qmgr"]:
+                    os.kill(pid, signal.SIGKILL)
+                    kills += 1
+    return ids, kills
+
+
 def report_parts(testcase, msg):
     """(human text, per-message fields, [per-recipient fields], third part) of a DSN."""
     testcase.assertEqual(msg.get_content_type(), "multipart/report")
@@ -257,20 +277,7 @@ class BounceTest(unittest.TestCase):
 
     def test_kill_qmgr_while_bouncing(self):
         i = self.inst
-        n = 30
-        ids, kills = [], 0
-        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
-            s.ehlo("client.test")
-            for k in range(n):
-                s.mail("dave@" + DOMAIN)
-                s.rcpt("k%d@bounce.test" % k)
-                code, resp = s.data(b"Subject: kill %d\r\n\r\nx\r\n" % k)
-                self.assertEqual(code, 250, resp)
-                ids.append(re.search(rb"queued as ([0-9A-F]{18})", resp).group(1).decode())
-                if k % 10 == 5:
-                    for pid in daemons_of(self.inst, ["qmgr"])["qmgr"]:
-                        os.kill(pid, signal.SIGKILL)
-                        kills += 1
+        ids, kills = bounce_while_killing_qmgr(i, "dave@" + DOMAIN, 30, (5, 15, 25))
         self.assertGreater(kills, 0)
 
         def reported():

@@ -11,12 +11,12 @@ import email.policy
 import glob
 import os
 import re
-import signal
 import smtplib
 import time
 import unittest
 
-from postern_test import Instance, daemons_of, main, wait_until
+from postern_test import Instance, main, wait_until
+from test_bounces import bounce_while_killing_qmgr
 
 DOMAIN = "example.test"
 HOST = "mx.example.test"                # Instance's --hostname, also $myorigin
@@ -194,19 +194,7 @@ class NotifyClassesTest(unittest.TestCase):
         """qmgr SIGKILLed while bounces and copies are being made: afterwards every bounce has
         its sender's notice and its postmaster's copy (at least once: a crash may repeat)."""
         i = self.inst
-        ids, kills = [], 0
-        with smtplib.SMTP("127.0.0.1", i.smtp_port, timeout=30) as s:
-            s.ehlo("client.test")
-            for k in range(24):
-                s.mail("bob@" + DOMAIN)
-                s.rcpt("k%d@bounce.test" % k)
-                code, resp = s.data(b"Subject: kill %d\r\n\r\nx\r\n" % k)
-                self.assertEqual(code, 250, resp)
-                ids.append(re.search(rb"queued as ([0-9A-F]{18})", resp).group(1).decode())
-                if k % 8 == 3:
-                    for pid in daemons_of(self.inst, ["qmgr"])["qmgr"]:
-                        os.kill(pid, signal.SIGKILL)
-                        kills += 1
+        ids, kills = bounce_while_killing_qmgr(i, "bob@" + DOMAIN, 24, (3, 11, 19))
         self.assertGreater(kills, 0)
 
         def reported(user, subject):
