@@ -18,7 +18,7 @@ import unittest
 import json
 
 from postern_test import Instance, daemons_of, main, wait_until
-from test_crash import DOMAIN, delivered_subjects, send_messages
+from test_crash import DOMAIN, delivered_subjects, kill_one_of, send_messages
 
 CONNECTIONS = 10
 PER_CONNECTION = 200
@@ -81,20 +81,9 @@ class ChaosTest(unittest.TestCase):
                     self.restart_master()
                 continue
             for _ in range(40):                 # master may be restarting its children
-                procs = self.victims()
-                names = [n for n in VICTIMS if procs[n]]
-                if names:
+                if kill_one_of(self.inst, VICTIMS, killed):
                     break
                 time.sleep(0.05)
-            if not names:
-                continue
-            name = random.choice(names)
-            pid = random.choice(procs[name])
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append((name, pid))
-            except ProcessLookupError:
-                pass
 
     def queue_list(self):
         r = self.inst.postctl_raw("queue", "list", "--json")

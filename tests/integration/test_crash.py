@@ -48,6 +48,23 @@ def delivered_subjects(inst):
     return counts
 
 
+def kill_one_of(inst, names, killed):
+    """SIGKILL one random running process among the programs named; (name, pid) goes to killed.
+    False when none runs (master is restarting or throttling them)."""
+    procs = daemons_of(inst, names)
+    running = [n for n in names if procs[n]]
+    if not running:
+        return False
+    name = random.choice(running)
+    pid = random.choice(procs[name])
+    try:
+        os.kill(pid, signal.SIGKILL)
+        killed.append((name, pid))
+    except ProcessLookupError:
+        pass
+    return True
+
+
 def send_messages(inst, prefix, count, pause, accepted, failed, pause_after_failure=0.0):
     """count messages PREFIX-K to alice over one connection at a time, reconnecting after a
     failure; subjects go to accepted (250) or, with the error, to failed."""
@@ -99,17 +116,7 @@ class CrashTest(unittest.TestCase):
         """Send SIGKILL to a random qmgr or virtual process, KILLS times."""
         while len(killed) < KILLS and not stop.is_set():
             time.sleep(random.uniform(0.2, 1.0))
-            procs = self.victims()
-            names = [n for n in VICTIMS if procs[n]]
-            if not names:
-                continue            # being restarted (or throttled) by master
-            name = random.choice(names)
-            pid = random.choice(procs[name])
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append((name, pid))
-            except ProcessLookupError:
-                pass
+            kill_one_of(self.inst, VICTIMS, killed)
 
     def queue_list(self):
         return json.loads(self.inst.postctl("queue", "list", "--json"))
