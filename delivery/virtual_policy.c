@@ -29,21 +29,19 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "log.h"
 #include "map.h"
 #include "mem.h"
-#include "policy_proto.h"
+#include "policy_server.h"
 #include "service.h"
 #include "strbuf.h"
 
 #include "virtual.h"
 
 #define POLICY_MAX_CLIENTS  1024
-#define POLICY_MAX_OUTPUT   (64 * 1024)
 #define POLICY_IDLE_SECS    1800
 
 struct policy_client {
@@ -95,46 +93,25 @@ static const char *answer(struct virtual_server *vs, const struct policy_block *
     return "DUNNO";
 }
 
+/* reply_to - policy_serve_input's answer callback */
+static void reply_to(void *ctx, const struct policy_block *req, struct strbuf *reply)
+{
+    struct policy_client *cl = ctx;
+
+    sb_printf(reply, "action=%s\n\n", answer(cl->vs, req));
+}
+
 /* client_read - answer each complete request */
 static void client_read(struct bufferevent *bev, void *arg)
 {
     struct policy_client *cl = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    struct strbuf err = STRBUF_INIT, reply = STRBUF_INIT;
+    struct strbuf err = STRBUF_INIT;
 
-    while (evbuffer_get_length(in) > 0) {
-        size_t  n = (size_t) evbuffer_get_contiguous_space(in);
-        const char *data = (const char *) evbuffer_pullup(in, (ssize_t) n);
-        bool    done;
-        long    used = policy_reader_feed(&cl->rd, data, n, &done, &err);
-
-        if (used < 0) {
-            msg_warn("quota-status client: protocol error: %s; dropping it", sb_str(&err));
-            goto drop;
-        }
-        evbuffer_drain(in, (size_t) used);
-        if (done) {
-            struct policy_block req = { 0 };
-
-            policy_reader_take(&cl->rd, &req);
-            sb_reset(&reply);
-            sb_printf(&reply, "action=%s\n\n", answer(cl->vs, &req));
-            policy_block_free(&req);
-            if (bufferevent_write(bev, sb_str(&reply), sb_len(&reply)) != 0)
-                msg_fatal("bufferevent_write: out of memory");
-        }
-        if (evbuffer_get_length(bufferevent_get_output(bev)) > POLICY_MAX_OUTPUT) {
-            msg_warn("quota-status client: not reading its replies; dropping it");
-            goto drop;
-        }
+    if (policy_serve_input(&cl->rd, bev, reply_to, cl, &err) < 0) {
+        msg_warn("quota-status client: %s; dropping it", sb_str(&err));
+        client_close(cl);
     }
     sb_free(&err);
-    sb_free(&reply);
-    return;
-drop:
-    sb_free(&err);
-    sb_free(&reply);
-    client_close(cl);
 }
 
 /* client_event - EOF, error or idle timeout */

@@ -39,7 +39,7 @@
 #include "log.h"
 #include "mem.h"
 #include "netmatch.h"
-#include "policy_proto.h"
+#include "policy_server.h"
 #include "service.h"
 #include "strbuf.h"
 
@@ -72,52 +72,24 @@ static void client_close(struct policyd_client *cl)
     service_check_idle(policyd.svc);
 }
 
-/* client_request - answer one complete request */
-static void client_request(struct policyd_client *cl, const struct policy_block *req)
+/* client_request - policy_serve_input's answer callback: one complete request */
+static void client_request(void *ctx, const struct policy_block *req, struct strbuf *reply)
 {
-    struct strbuf reply = STRBUF_INIT;
+    struct policyd_client *cl = ctx;
 
     cl->requests++;
-    policyd_greylist_request(req, &reply);
-    if (bufferevent_write(cl->bev, sb_str(&reply), sb_len(&reply)) != 0)
-        msg_fatal("bufferevent_write: out of memory");
-    sb_free(&reply);
+    policyd_greylist_request(req, reply);
 }
 
 /* client_read - every complete request that arrived; protocol errors drop the client */
 static void client_read(struct bufferevent *bev, void *arg)
 {
     struct policyd_client *cl = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
     struct strbuf err = STRBUF_INIT;
 
-    while (evbuffer_get_length(in) > 0) {
-        size_t  n = (size_t) evbuffer_get_contiguous_space(in);
-        const char *data = (const char *) evbuffer_pullup(in, (ssize_t) n);
-        bool    done;
-        long    used = policy_reader_feed(&cl->rd, data, n, &done, &err);
-
-        if (used < 0) {
-            msg_warn("client %lu: protocol error: %s; dropping it", cl->id, sb_str(&err));
-            sb_free(&err);
-            client_close(cl);
-            return;
-        }
-        evbuffer_drain(in, (size_t) used);
-        if (done) {
-            struct policy_block req = { 0 };
-
-            policy_reader_take(&cl->rd, &req);
-            client_request(cl, &req);
-            policy_block_free(&req);
-        }
-        /* A client that never reads its replies would have us buffer them without end. */
-        if (evbuffer_get_length(bufferevent_get_output(bev)) > POLICYD_MAX_OUTPUT) {
-            msg_warn("client %lu: not reading its replies; dropping it", cl->id);
-            sb_free(&err);
-            client_close(cl);
-            return;
-        }
+    if (policy_serve_input(&cl->rd, bev, client_request, cl, &err) < 0) {
+        msg_warn("client %lu: %s; dropping it", cl->id, sb_str(&err));
+        client_close(cl);
     }
     sb_free(&err);
 }

@@ -18,7 +18,6 @@
 #include "strbuf.h"
 
 #define POLICYD_MAX_CLIENTS     1024    /* connections: one per smtpd process, typically */
-#define POLICYD_MAX_OUTPUT      (64 * 1024)     /* unread replies before a client is dropped */
 #define POLICYD_IDLE_SECS       1800    /* Postfix closes after 300s idle; this is a backstop */
 
 /* policyd_greylist.c */
