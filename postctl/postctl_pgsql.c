@@ -290,21 +290,6 @@ done:
     return rc;
 }
 
-/* maildir_of - "domain/local/" for address, as the Berkeley DB backend names it; -1 with err */
-static int maildir_of(const char *address, struct strbuf *out, struct strbuf *err)
-{
-    const char *at = strrchr(address, '@');
-    size_t  llen = (size_t) (at - address);
-
-    if (llen == 0 || address[0] == '.' || address[0] == '"' || memchr(address, '/', llen)
-        || (llen <= 2 && strspn(address, ".") == llen)) {
-        sb_printf(err, "'%s': this local part cannot be a mailbox directory name", address);
-        return -1;
-    }
-    sb_printf(out, "%s/%.*s/", at + 1, (int) llen, address);
-    return 0;
-}
-
 /* user_add - INSERT a mailbox; its domain must be a mailbox domain already */
 static int user_add(struct pgsql_conn *c, int argc, char **argv)
 {
@@ -331,7 +316,7 @@ static int user_add(struct pgsql_conn *c, int argc, char **argv)
         }
     }
     if (admin_address(argv[2], &address, &domain, &err) < 0
-        || maildir_of(address.data, &maildir, &err) < 0
+        || admin_mailbox_path(address.data, &maildir, &err) < 0
         || postctl_read_password(from_stdin, &plain, &err) < 0
         || password_hash(PASSWORD_DEFAULT_SCHEME, plain.data, &hash, &err) < 0) {
         fprintf(stderr, "postctl user add: %s\n", sb_str(&err));

@@ -318,6 +318,21 @@ const char *admin_domain_class(struct config *cfg, const char *domain, struct st
     return found;
 }
 
+int admin_mailbox_path(const char *address, struct strbuf *path, struct strbuf *err)
+{
+    const char *at = strrchr(address, '@');
+    size_t  llen = (size_t) (at - address);
+
+    if (llen == 0 || address[0] == '.' || address[0] == '"' || memchr(address, '/', llen)
+        || (llen <= 2 && strspn(address, ".") == llen)) {
+        sb_printf(err, "'%s': this local part cannot be a mailbox directory name", address);
+        return -1;
+    }
+    sb_reset(path);
+    sb_printf(path, "%s/%.*s/", at + 1, (int) llen, address);
+    return 0;
+}
+
 bool admin_domain_is_local(struct config *cfg, const char *domain)
 {
     struct strbuf err = STRBUF_INIT;

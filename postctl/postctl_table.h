@@ -42,6 +42,8 @@ int  admin_domain(const char *text, struct strbuf *out, struct strbuf *err);
 int  admin_address(const char *text, struct strbuf *address, struct strbuf *domain, struct strbuf *err);
 /* admin_domain_class - which of our domain tables lists domain: "mailbox", "alias", "relay" or NULL */
 const char *admin_domain_class(struct config *cfg, const char *domain, struct strbuf *err);
+/* admin_mailbox_path - "domain/local/" (set in path) for a new mailbox, either backend; -1 if the local part is unsafe as a name */
+int  admin_mailbox_path(const char *address, struct strbuf *path, struct strbuf *err);
 /* admin_domain_is_local - domain is in mydestination (names and tables, as the daemons see it) */
 bool admin_domain_is_local(struct config *cfg, const char *domain);
 /* admin_load_config - main.cf of the instance, errors to stderr as "postctl CMD: ..." */

@@ -188,22 +188,6 @@ static int update_passwd(struct config *cfg, const char *address, const struct p
     return table_commit(&t, NULL, err);
 }
 
-/* mailbox_path - "domain/local/" for a new user; -1 if the local part is unsafe as a name */
-static int mailbox_path(const char *address, struct strbuf *path, struct strbuf *err)
-{
-    const char *at = strrchr(address, '@');
-    size_t  llen = (size_t) (at - address);
-
-    if (llen == 0 || address[0] == '.' || address[0] == '"' || memchr(address, '/', llen)
-        || (llen <= 2 && strspn(address, ".") == llen)) {
-        sb_printf(err, "'%s': this local part cannot be a mailbox directory name", address);
-        return -1;
-    }
-    sb_reset(path);
-    sb_printf(path, "%s/%.*s/", at + 1, (int) llen, address);
-    return 0;
-}
-
 /*
  * update_limit - the quota in virtual_mailbox_limit_maps too, when main.cf names
  * that table: the virtual agent reads it there (it may not read the passwd-file).
@@ -266,7 +250,7 @@ static int user_add(struct config *cfg, int argc, char **argv)
         user_usage(stderr);
         return POSTCTL_USAGE;
     }
-    if (admin_address(name, &address, &domain, &err) < 0 || mailbox_path(address.data, &maildir, &err) < 0)
+    if (admin_address(name, &address, &domain, &err) < 0 || admin_mailbox_path(address.data, &maildir, &err) < 0)
         goto out;
     cls = admin_domain_class(cfg, domain.data, &err);
     if (cls == NULL || strcmp(cls, "mailbox") != 0) {
